@@ -1,0 +1,251 @@
+"""Recipe study: steps to solve for candidate fitting recipes, on natural and random-word texts.
+
+  python -m eval.recipes                                    # configs/eval/recipes.yaml defaults
+  python -m eval.recipes --config configs/eval/recipes.yaml candidates=[sink,default] lengths=[32]
+  python -m eval.recipes model=tiny-random lengths=[8] n_texts=4 candidates=[paper,default] \
+      max_steps=200                                         # tiny CPU run, seconds
+
+For every candidate and length N, `n_texts` natural texts (Gutenberg prose) and `n_texts`
+random-word texts are fitted in one batched run; the table gives median and p90 steps to solve
+(an unsolved text counts as the cap), the solved fraction within the cap, and the row-steps
+spent (restarts cost their rows). Candidates are recipes plus how m is obtained:
+  m_mode: row     each text has its own m (fitted with e)
+          warm    m fitted once jointly on `warm_texts` other texts, then frozen
+  restarts/race:  several rows per text; the first to solve ends the others.
+Writes outputs/recipes/<run>/results.json, table.md, steps.png; logs to MLflow `eval`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from proto import config as C
+from proto.fit import RECIPES, FitRow, Fitter, Recipe, fit_shared_m, get_recipe
+from proto.models import DEFAULT_MODEL, load_model
+from proto.tracking import run as mlflow_run
+from proto.tracking import save_json
+
+
+@dataclasses.dataclass
+class Candidate:
+    name: str
+    recipe: str = "default"                 # base recipe name
+    overrides: dict = dataclasses.field(default_factory=dict)  # Recipe field overrides
+    m_mode: str = "row"                     # row | warm
+    e_init: str = "random"                  # random | warm_mean (centre on the warm-up e's)
+    restarts: int = 1
+    race: bool = True
+
+    def __post_init__(self):
+        if self.m_mode not in ("row", "warm"):
+            raise ValueError(f"candidate {self.name}: m_mode must be row or warm")
+        if self.restarts < 1:
+            raise ValueError(f"candidate {self.name}: restarts must be >= 1")
+        get_recipe(self.recipe, **self.overrides)
+
+
+@dataclasses.dataclass
+class RecipesConfig:
+    model: str = DEFAULT_MODEL
+    device: str = ""
+    dtype: str = "auto"
+    lengths: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 64])
+    n_texts: int = 16                       # per source
+    sources: list[str] = dataclasses.field(default_factory=lambda: ["britannica", "random-words"])
+    candidates: list[str] = dataclasses.field(default_factory=lambda: ["paper", "sink", "default"])
+    variants: list[Candidate] = dataclasses.field(default_factory=list)
+    max_steps: int = 1000
+    batch_size: int = 32
+    warm_texts: int = 16
+    warm_steps: int = 300
+    seed: int = 0
+    out: str = "outputs/recipes"
+    mlflow: bool = True
+    texts_json: str = ""                    # reuse a fixed text set (written by dump_texts)
+    dump_texts: bool = False                # write the text set to texts_json and stop
+
+    def __post_init__(self):
+        if not self.lengths or min(self.lengths) < 1:
+            raise ValueError("lengths must be positive token counts")
+        if self.n_texts < 1:
+            raise ValueError("n_texts must be >= 1")
+
+
+def builtin_candidates() -> dict[str, Candidate]:
+    return {name: Candidate(name=name, recipe=name) for name in RECIPES}
+
+
+def _sampler(cfg: RecipesConfig, tokenize):
+    """sample_texts, or lookups in a saved text set so a study can rerun where sources are absent."""
+    saved = {}
+    if cfg.texts_json and Path(cfg.texts_json).exists() and not cfg.dump_texts:
+        saved = json.loads(Path(cfg.texts_json).read_text())
+    drawn = {}
+
+    def sample(src, n, count, seed):
+        key = f"{src}|{n}|{count}|{seed}"
+        bigger = [k for k in saved if k.startswith(f"{src}|{n}|") and k.endswith(f"|{seed}")
+                  and int(k.split("|")[2]) >= count]
+        if key in saved or bigger:
+            out = [(a, list(b)) for a, b in saved[key if key in saved else bigger[0]]][:count]
+        else:
+            from data_gen.sources import sample_texts
+            out = sample_texts(tokenize, src, n, count, seed=seed)
+        drawn[key] = out
+        return out
+    return sample, drawn
+
+
+def study(cfg: RecipesConfig, log=print) -> dict:
+    lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
+    sample_texts, drawn = _sampler(cfg, lm.tokenize)
+    if cfg.dump_texts:
+        for n in cfg.lengths:
+            for src in cfg.sources:
+                sample_texts(src, n, cfg.n_texts, cfg.seed)
+            sample_texts(cfg.sources[0], n, cfg.n_texts + cfg.warm_texts, cfg.seed + 1)
+        save_json(cfg.texts_json, drawn)
+        return {"model": lm.identity, "results": [], "dumped": cfg.texts_json}
+    cands = builtin_candidates()
+    cands.update({c.name: c for c in cfg.variants})
+    unknown = [c for c in cfg.candidates if c not in cands]
+    if unknown:
+        raise C.ConfigError(f"unknown candidate(s) {unknown}; known: {sorted(cands)}")
+    results = []
+    warm_cache: dict[tuple, torch.Tensor] = {}
+    for n in cfg.lengths:
+        texts = []
+        for src in cfg.sources:
+            texts += sample_texts(src, n, cfg.n_texts, cfg.seed)
+        for cname in cfg.candidates:
+            cand = cands[cname]
+            recipe = dataclasses.replace(get_recipe(cand.recipe, **cand.overrides),
+                                         max_steps=cfg.max_steps)
+            m = None
+            e_center = None
+            warm_s = 0.0
+            if cand.m_mode == "warm":
+                wkey = (n, cand.recipe, json.dumps(cand.overrides, sort_keys=True))
+                if wkey not in warm_cache:
+                    t0 = time.time()
+                    warm = sample_texts(cfg.sources[0], n, cfg.n_texts + cfg.warm_texts,
+                                        cfg.seed + 1)
+                    warm = [ids for _, ids in warm if all(ids != t for _, t in texts)]
+                    wm, wres = fit_shared_m(
+                        lm, warm[: cfg.warm_texts], recipe, steps=cfg.warm_steps, seed=cfg.seed)
+                    warm_cache[wkey] = (wm, torch.stack([r.e for r in wres]).mean(0))
+                    warm_s = time.time() - t0
+                    log(f"  warm m for N={n}: {sum(r.solved for r in wres)}/{len(wres)} warm "
+                        f"texts solved jointly, {warm_s:.0f} s")
+                m, mean_e = warm_cache[wkey]
+                if cand.e_init == "warm_mean":
+                    e_center = mean_e
+            rows = [FitRow(ids, f"{src}:{i}", r) for i, (src, ids) in enumerate(texts)
+                    for r in range(cand.restarts)]
+            fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
+                            e_center=e_center)
+            t0 = time.time()
+            res = fitter.fit(rows, m_mode="frozen" if m is not None else "row", m=m,
+                             race=cand.race and cand.restarts > 1)
+            wall = time.time() - t0
+            by_text: dict[str, list] = {}
+            for r in res:
+                by_text.setdefault(r.key, []).append(r)
+            for src in cfg.sources:
+                per = [v for k, v in by_text.items() if k.startswith(src + ":")]
+                steps = []
+                solved = 0
+                for rs in per:
+                    ok = [r.steps for r in rs if r.solved]
+                    solved += bool(ok)
+                    steps.append(min(ok) if ok else cfg.max_steps)
+                row_steps = sum(r.steps for rs in per for r in rs)
+                q = sorted(steps)
+                entry = {
+                    "candidate": cname, "n": n, "source": src, "texts": len(per),
+                    "solved_frac": solved / max(1, len(per)),
+                    "median_steps": statistics.median(q),
+                    "p90_steps": q[min(len(q) - 1, int(round(0.9 * (len(q) - 1))))],
+                    "row_steps": row_steps, "wall_s": wall, "warm_s": warm_s,
+                    "steps": steps, "recipe": dataclasses.asdict(recipe),
+                    "m_mode": cand.m_mode, "restarts": cand.restarts,
+                }
+                results.append(entry)
+                log(f"N={n:4d} {cname:>18s} {src:>13s}: solved {entry['solved_frac']:.2f} "
+                    f"median {entry['median_steps']:.0f} p90 {entry['p90_steps']} "
+                    f"row-steps {row_steps} ({wall:.0f} s for the N={n} batch)")
+    return {"model": lm.identity, "results": results}
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| candidate | N | source | solved | median steps | p90 steps | row-steps |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['candidate']} | {r['n']} | {r['source']} | {r['solved_frac']:.2f} | "
+                     f"{r['median_steps']:.0f} | {r['p90_steps']} | {r['row_steps']} |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    lengths = sorted({r["n"] for r in results})
+    fig, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4), squeeze=False)
+    for ax, n in zip(axes[0], lengths):
+        rs = [r for r in results if r["n"] == n]
+        labels = [f"{r['candidate']}\n{r['source'][:6]}" for r in rs]
+        ax.boxplot([r["steps"] for r in rs], tick_labels=labels)
+        ax.set_title(f"N = {n}: steps to solve (cap = unsolved)")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None)
+    p.add_argument("overrides", nargs="*", help="key=value")
+    a = p.parse_args(argv)
+    try:
+        cfg = C.load(RecipesConfig, a.config, a.overrides)
+    except C.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(cfg.out) / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(C.dump_yaml(cfg))
+    with mlflow_run("eval", cfg, run_name="recipes", enabled=cfg.mlflow) as mr:
+        rep = study(cfg)
+        if cfg.dump_texts:
+            print(json.dumps({"texts_json": cfg.texts_json}))
+            return 0
+        save_json(out / "results.json", rep)
+        md = table(rep["results"])
+        (out / "table.md").write_text(md + "\n")
+        print(md)
+        fig = plot(rep["results"], out / "steps.png")
+        mr.figure(fig, "recipes_steps.png")
+        mr.artifact(out / "results.json")
+        for r in rep["results"]:
+            key = f"recipes/{r['candidate']}/N{r['n']}/{r['source']}"
+            mr.metrics({f"{key}/median_steps": r["median_steps"],
+                        f"{key}/solved_frac": r["solved_frac"]})
+    summary = {"out": str(out), "rows": [{k: r[k] for k in ("candidate", "n", "source",
+                                                          "solved_frac", "median_steps",
+                                                          "p90_steps")} for r in rep["results"]]}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""One-pass decoding of proto-token solutions, metrics, and the autoregressive baseline.
+
+  python -m proto.decode sol.safetensors        # prints each fitted text, then a JSON summary
+  (options: python -m proto.decode --help; the CLI lives in proto/cli.py)
+
+Metrics (paper Sec. 3): accuracy = fraction of argmax hits over the N target tokens,
+C_tokens = number of hits, H_LM = sum_i -log p_LM(t_i | t_<i), the LLM's own autoregressive
+cross-entropy of the text in nats. When the tokenizer has a BOS token the first token is scored
+from it; otherwise t_1 has no context and is left out (reported as `h_lm_first_token`).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from .arrangement import Arrangement
+from .fit import forward_scores
+from .models import LoadedModel
+
+
+@dataclasses.dataclass
+class Decoded:
+    token_ids: list[int]
+    text: str
+    accuracy: float | None = None
+    c_tokens: int | None = None
+
+
+@torch.no_grad()
+def one_pass(lm: LoadedModel, arr: Arrangement, e: torch.Tensor, m: torch.Tensor | None,
+             n: int, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """Argmax tokens [B, n] from ONE forward pass of [prefix, e, m, ...] (rows of e, m: [B, d]).
+
+    For mem_ar this is the teacher-forced pass (needs targets); use `autoregressive` to decode.
+    """
+    e = e.to(lm.device, torch.float32)
+    if e.dim() == 1:
+        e = e.unsqueeze(0)
+    if m is not None:
+        m = m.to(lm.device, torch.float32)
+        m = m.unsqueeze(0).expand_as(e) if m.dim() == 1 else m
+    prefix_emb = (lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float()
+                  if arr.prefix else None)
+    tok_emb = None
+    if arr.autoregressive:
+        if targets is None:
+            raise ValueError("mem_ar one-pass scoring needs the targets (teacher forcing)")
+        tok_emb = lm.embed(targets.to(lm.device)).float()
+    x = arr.build(e, m, n, prefix_emb, tok_emb)
+    return forward_scores(lm, arr, x, n).argmax(-1)
+
+
+def hits(pred: torch.Tensor, targets: torch.Tensor) -> tuple[list[float], list[int]]:
+    """Per-row accuracy and C_tokens; targets padded with -100 are ignored."""
+    mask = targets >= 0
+    h = ((pred == targets) & mask).sum(1)
+    n = mask.sum(1).clamp(min=1)
+    return (h.float() / n).tolist(), h.tolist()
+
+
+@torch.no_grad()
+def h_lm(lm: LoadedModel, token_lists: list[list[int]]) -> tuple[list[float], str]:
+    """H_LM in nats for each text; second value says how the first token was scored."""
+    bos = lm.tokenizer.bos_token_id
+    how = f"first token scored from BOS id {bos}" if bos is not None else \
+        "no BOS token: first token unscored"
+    out = []
+    for ids in token_lists:
+        seq = ([bos] if bos is not None else []) + list(ids)
+        x = torch.tensor([seq], device=lm.device)
+        logits = lm.model(input_ids=x, use_cache=False).logits.float()[0, :-1]
+        tgt = x[0, 1:]
+        out.append(float(F.cross_entropy(logits, tgt, reduction="sum")) if len(tgt) else 0.0)
+    return out, how
+
+
+@torch.no_grad()
+def autoregressive(lm: LoadedModel, arr: Arrangement, mem: torch.Tensor, n: int) -> torch.Tensor:
+    """Greedy decoding of n tokens from [prefix, mem] with HF generate and its KV cache."""
+    mem = mem.to(lm.device, torch.float32)
+    if mem.dim() == 1:
+        mem = mem.unsqueeze(0)
+    parts = []
+    if arr.prefix:
+        pe = lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float()
+        parts.append(pe.unsqueeze(0).expand(mem.shape[0], -1, -1))
+    parts.append(mem.unsqueeze(1))
+    x = torch.cat(parts, 1).to(lm.dtype)
+    attn = torch.ones(x.shape[:2], dtype=torch.long, device=lm.device)
+    out = lm.model.generate(inputs_embeds=x, attention_mask=attn, max_new_tokens=n,
+                            min_new_tokens=n, do_sample=False, use_cache=True,
+                            pad_token_id=lm.tokenizer.eos_token_id)
+    return out[:, -n:]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from proto.cli import decode_main
+    sys.exit(decode_main())

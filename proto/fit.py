@@ -1,0 +1,480 @@
+"""Batched fitting of proto-tokens for many texts at once.
+
+  python -m proto.fit --text "The old lighthouse keeper climbed the stairs every evening."
+  python -m proto.fit --model tiny-random --text "hello" max_steps=300   # tiny CPU run
+  (all options: python -m proto.fit --help; the CLI lives in proto/cli.py)
+
+The frozen LLM sees a batch of rows; a row is one (text, restart). Parameters are leaf
+tensors held per row or per unit (a unit is a group of rows that share a vector, e.g. m shared
+by S_g texts), each with its own AdamW state and step count, so rows are independent: losses are
+summed over rows, never averaged across them. A unit stops when all its rows reach the target
+accuracy (per-row early stop when units are single rows), and finished units are replaced by
+waiting ones right away (continuous batching). Waiting rows are sorted by length so a batch
+holds similar lengths; shorter rows are right-padded, which causal attention makes harmless.
+
+Only the active rows go through the model at each step, so finished rows cost nothing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from .arrangement import Arrangement, prefix_ids, scored
+from .models import LoadedModel
+
+ShareMode = Literal["row", "unit", "frozen"]
+
+
+@dataclasses.dataclass
+class Recipe:
+    """How proto-tokens are initialised and optimised. `paper` is the paper's exact scheme."""
+    name: str = "custom"
+    arrangement: str = "e_m"
+    prefix: str = "sink"         # fixed real-token prefix: '' none, 'sink', 'bos', 'eos', or text
+    init_std: float = 0.0        # 0 -> the std of the model's input embeddings
+    lr: float = 1e-2
+    beta1: float = 0.9
+    beta2: float = 0.9
+    weight_decay: float = 1e-2
+    eps: float = 1e-8
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    max_steps: int = 5000
+    target_accuracy: float = 1.0  # early stop when every row of a unit reaches this
+    loss: Literal["ce", "ce_wrong"] = "ce"  # ce_wrong: extra weight on still-wrong tokens
+    wrong_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError("beta1 and beta2 must be in [0, 1)")
+        if self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
+        if not 0 < self.target_accuracy <= 1:
+            raise ValueError("target_accuracy must be in (0, 1]")
+        if self.init_std < 0:
+            raise ValueError("init_std must be >= 0 (0 means the embedding std)")
+        Arrangement(self.arrangement)  # validates the name
+
+
+RECIPES: dict[str, Recipe] = {
+    # Mezentsev & Oseledets: AdamW lr 1e-2, betas (0.9, 0.9), wd 1e-2, N(0, 1), 5000 steps, [e, m...].
+    "paper": Recipe(name="paper", prefix="", init_std=1.0),
+    # The paper's optimiser with an <|endoftext|> attention sink and embedding-scale init.
+    "sink": Recipe(name="sink", prefix="sink", init_std=0.0),
+    # Chosen by measurement (README, eval.recipes): see `default` below.
+    "default": Recipe(name="default", prefix="sink", init_std=0.0),
+}
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}")
+    return dataclasses.replace(RECIPES[name], **overrides)
+
+
+@dataclasses.dataclass
+class FitRow:
+    token_ids: list[int]
+    key: str            # stable identity of the text (seeds the init together with restart)
+    restart: int = 0
+
+
+@dataclasses.dataclass
+class FitResult:
+    index: int          # position of the row in the input list
+    key: str
+    restart: int
+    e: torch.Tensor     # [d] float32, cpu
+    m: torch.Tensor | None
+    accuracy: float
+    c_tokens: int
+    n_tokens: int
+    loss: float
+    steps: int
+    seconds: float
+    solved: bool
+    status: str = "ok"  # ok | max_steps | nan | dropped (a sibling restart solved first)
+
+
+def row_seed(seed: int, key: str, restart: int, what: str) -> int:
+    h = hashlib.sha256(f"{seed}|{key}|{restart}|{what}".encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def embedding_std(lm: LoadedModel) -> float:
+    w = lm.model.get_input_embeddings().weight
+    ids = torch.arange(min(w.shape[0], 8192), device=w.device)
+    return float(lm.embed(ids).float().std())
+
+
+def _init_vector(seed: int, d: int, std: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(d, generator=g) * std
+
+
+def _lr_factor(recipe: Recipe, step: torch.Tensor) -> torch.Tensor:
+    """Per-row learning-rate multiplier at (1-based) step counts `step`."""
+    f = torch.ones_like(step, dtype=torch.float32)
+    if recipe.warmup_steps > 0:
+        f = torch.clamp(step.float() / recipe.warmup_steps, max=1.0)
+    if recipe.schedule == "cosine":
+        frac = torch.clamp((step.float() - recipe.warmup_steps)
+                           / max(1, recipe.max_steps - recipe.warmup_steps), 0, 1)
+        f = f * (0.1 + 0.9 * 0.5 * (1 + torch.cos(math.pi * frac)))
+    return f
+
+
+class _Table:
+    """A set of vectors with per-vector AdamW state (elementwise, so vectors stay independent)."""
+
+    def __init__(self, d: int, device, trainable: bool):
+        self.d, self.device, self.trainable = d, device, trainable
+        z = torch.zeros(0, d, device=device)
+        self.p, self.ea, self.eas = z, z.clone(), z.clone()
+        self.t = torch.zeros(0, device=device)
+
+    def __len__(self):
+        return self.p.shape[0]
+
+    def add(self, vecs: torch.Tensor):
+        vecs = vecs.to(self.device, torch.float32)
+        self.p = torch.cat([self.p, vecs])
+        zeros = torch.zeros_like(vecs)
+        self.ea = torch.cat([self.ea, zeros])
+        self.eas = torch.cat([self.eas, zeros.clone()])
+        self.t = torch.cat([self.t, torch.zeros(len(vecs), device=self.device)])
+
+    def keep(self, idx: torch.Tensor):
+        self.p, self.ea, self.eas, self.t = self.p[idx], self.ea[idx], self.eas[idx], self.t[idx]
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor, recipe: Recipe):
+        """torch.optim.AdamW's update, vectorised with a step count per vector."""
+        self.t += 1
+        t = self.t.unsqueeze(1)
+        lr = recipe.lr * _lr_factor(recipe, self.t).unsqueeze(1)
+        self.p.mul_(1 - lr * recipe.weight_decay)
+        self.ea.lerp_(grad, 1 - recipe.beta1)
+        self.eas.mul_(recipe.beta2).addcmul_(grad, grad, value=1 - recipe.beta2)
+        bc1 = 1 - recipe.beta1 ** t
+        bc2 = 1 - recipe.beta2 ** t
+        denom = (self.eas / bc2).sqrt_().add_(recipe.eps)
+        self.p.addcdiv_(self.ea, denom * bc1 / lr, value=-1.0)
+
+
+@dataclasses.dataclass
+class _Unit:
+    rows: list[int]          # indices into the input row list
+    key: str
+    restart: int
+
+
+def forward_scores(lm: LoadedModel, arr: Arrangement, x: torch.Tensor, n: int) -> torch.Tensor:
+    """Logits [B, n, V] (float32) at the scored positions for input embeddings x [B, L, d]."""
+    pos = arr.score_positions(n).to(x.device)
+    if x.dtype != lm.dtype:
+        x = x.to(lm.dtype)
+    out = lm.model(inputs_embeds=x, logits_to_keep=pos, use_cache=False)
+    return out.logits.float()
+
+
+def row_losses(logits: torch.Tensor, targets: torch.Tensor, n: torch.Tensor, recipe: Recipe):
+    """Per-row mean CE over its own tokens, hits and per-token correctness (padding = -100)."""
+    mask = targets >= 0
+    ce = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
+    hits = (logits.argmax(-1) == targets) & mask
+    if recipe.loss == "ce_wrong":
+        w = 1.0 + recipe.wrong_weight * (~hits).float()
+        ce = ce * w
+    ce = ce * mask
+    return ce.sum(1) / n, hits
+
+
+class Fitter:
+    """Fits proto-tokens for rows of token ids with one frozen model and one recipe."""
+
+    def __init__(self, lm: LoadedModel, recipe: Recipe, batch_size: int = 16, seed: int = 0,
+                 e_center: torch.Tensor | None = None):
+        """e_center: start each e at this vector plus the recipe's init noise (e.g. the mean of
+        e's fitted with the same frozen m), instead of at the origin."""
+        self.lm, self.recipe, self.batch_size, self.seed = lm, recipe, batch_size, seed
+        self.e_center = None if e_center is None else e_center.detach().float().cpu()
+        self.arr = Arrangement(recipe.arrangement, prefix_ids(lm.tokenizer, recipe.prefix))
+        self.d = lm.d_model
+        self.device = lm.device
+        self.std = recipe.init_std or embedding_std(lm)
+        with torch.no_grad():
+            self.prefix_emb = (lm.embed(torch.tensor(self.arr.prefix, dtype=torch.long)).float()
+                               if self.arr.prefix else None)
+
+    def check_length(self, n: int):
+        if n < 1:
+            raise ValueError("empty text: it has no tokens to fit")
+        L = self.arr.input_length(n)
+        if L > self.lm.max_positions:
+            raise ValueError(f"text of {n} tokens needs {L} positions, more than the model's "
+                             f"context of {self.lm.max_positions}")
+
+    def fit(self, rows: list[FitRow], *, e_mode: ShareMode = "row", m_mode: ShareMode = "row",
+            group_size: int = 1, m: torch.Tensor | None = None, e: torch.Tensor | None = None,
+            race: bool = False, progress: Callable[[dict], None] | None = None,
+            max_steps: int | None = None) -> list[FitResult]:
+        """Fit every row; returns one FitResult per row, in input order.
+
+        e_mode/m_mode: 'row' (own vector per row), 'unit' (shared by the rows of a group of
+        `group_size`, trained jointly), 'frozen' (the given vector, not trained).
+        race: restarts of one text compete; the first to solve ends its siblings ('dropped').
+        """
+        recipe = self.recipe
+        max_steps = max_steps or recipe.max_steps
+        if "unit" not in (e_mode, m_mode):
+            group_size = 1
+        if m_mode == "frozen" and m is None and self.arr.uses_m:
+            raise ValueError("m_mode='frozen' needs m")
+        if e_mode == "frozen" and e is None:
+            raise ValueError("e_mode='frozen' needs e")
+        if group_size > self.batch_size:
+            raise ValueError(f"group_size {group_size} exceeds batch_size {self.batch_size}")
+        for r in rows:
+            self.check_length(len(r.token_ids))
+
+        # Units: groups of rows that share the 'unit'-mode vector. Sorting by length keeps a
+        # batch's lengths similar; groups are consecutive rows in the caller's order.
+        if group_size == 1:
+            order = sorted(range(len(rows)), key=lambda i: (len(rows[i].token_ids), i))
+            units = [_Unit([i], rows[i].key, rows[i].restart) for i in order]
+        else:
+            units = [_Unit(list(range(s, min(s + group_size, len(rows)))),
+                           f"group{s // group_size}", 0) for s in range(0, len(rows), group_size)]
+        waiting = list(range(len(units)))[::-1]  # pop() from the end = next unit
+
+        d, dev = self.d, self.device
+        tabs = {"e": _Table(d, dev, e_mode != "frozen"), "m": _Table(d, dev, m_mode != "frozen")}
+        modes = {"e": e_mode, "m": m_mode}
+        fixed = {"e": e, "m": m}
+        # per active row
+        row_idx: list[int] = []          # input row index
+        row_unit: list[int] = []         # index into active units
+        unit_ids: list[int] = []         # active unit -> units[] index
+        tokens = torch.zeros(0, 0, dtype=torch.long, device=dev)
+        n_tok = torch.zeros(0, dtype=torch.long, device=dev)
+        row_secs: dict[int, float] = {}
+        results: dict[int, FitResult] = {}
+        solved_keys: set[str] = set()
+        total = len(rows)
+        t_start = time.time()
+        step_no = 0
+
+        def vec_init(kind: str, unit: _Unit, ridx: int | None) -> torch.Tensor:
+            if fixed[kind] is not None and modes[kind] == "frozen":
+                return fixed[kind].detach().float().reshape(1, d)
+            key, rs = (rows[ridx].key, rows[ridx].restart) if ridx is not None else (unit.key,
+                                                                                   unit.restart)
+            # Paper scheme: N(0, init_std); default init_std is the embedding std.
+            v = _init_vector(row_seed(self.seed, key, rs, kind), d, self.std)
+            if kind == "e" and self.e_center is not None:
+                v = v + self.e_center
+            return v.reshape(1, d)
+
+        def admit():
+            nonlocal tokens, n_tok
+            while waiting:
+                u = units[waiting[-1]]
+                if race and u.key in solved_keys:
+                    waiting.pop()
+                    for ri in u.rows:
+                        results[ri] = self._dropped(rows, ri)
+                    continue
+                if len(row_idx) + len(u.rows) > self.batch_size:
+                    break
+                waiting.pop()
+                uid = len(unit_ids)
+                unit_ids.append(_unit_pos[id(u)])
+                for kind in ("e", "m"):
+                    if modes[kind] == "row":
+                        tabs[kind].add(torch.cat([vec_init(kind, u, ri) for ri in u.rows]))
+                    elif modes[kind] == "unit":
+                        tabs[kind].add(vec_init(kind, u, None))
+                    elif len(tabs[kind]) == 0:
+                        tabs[kind].add(vec_init(kind, u, None))
+                new = [rows[ri].token_ids for ri in u.rows]
+                L = max([tokens.shape[1]] + [len(t) for t in new])
+                tokens = F.pad(tokens, (0, L - tokens.shape[1]), value=-100)
+                add = torch.full((len(new), L), -100, dtype=torch.long)
+                for j, t in enumerate(new):
+                    add[j, : len(t)] = torch.tensor(t, dtype=torch.long)
+                tokens = torch.cat([tokens, add.to(dev)])
+                n_tok = torch.cat([n_tok, torch.tensor([len(t) for t in new], device=dev)])
+                for ri in u.rows:
+                    row_idx.append(ri)
+                    row_unit.append(uid)
+                    row_secs[ri] = 0.0
+
+        _unit_pos = {id(u): i for i, u in enumerate(units)}
+        admit()
+        while row_idx:
+            t0 = time.perf_counter()
+            n_max = int(n_tok.max())
+            ru = torch.tensor(row_unit, device=dev)
+            leaves = {}
+            per_row = {}
+            for kind in ("e", "m"):
+                tab = tabs[kind]
+                leaf = tab.p.detach().requires_grad_(tab.trainable)
+                leaves[kind] = leaf
+                if modes[kind] == "row":
+                    per_row[kind] = leaf
+                elif modes[kind] == "unit":
+                    per_row[kind] = leaf[ru]
+                else:
+                    per_row[kind] = leaf.expand(len(row_idx), d)
+            tgt = tokens[:, :n_max]
+            x = self.arr.build(per_row["e"], per_row["m"], n_max, self.prefix_emb,
+                               self.lm.embed(tgt.clamp(min=0)).float()
+                               if self.arr.autoregressive else None)
+            logits = forward_scores(self.lm, self.arr, x, n_max)
+            loss_r, hits = row_losses(logits, tgt, n_tok, recipe)
+            train = [leaves[k] for k in ("e", "m") if tabs[k].trainable]
+            finite = torch.isfinite(loss_r)
+            grads = torch.autograd.grad(torch.where(finite, loss_r, 0).sum(), train,
+                                        allow_unused=True) if train else []
+            c = hits.sum(1)
+            acc = c.float() / n_tok.float()
+            # A unit is done when all its rows hit the target, or at the step cap, or on NaN.
+            u_count = torch.zeros(len(unit_ids), device=dev).index_add_(0, ru, torch.ones_like(acc))
+            u_ok = torch.zeros(len(unit_ids), device=dev).index_add_(
+                0, ru, (acc >= recipe.target_accuracy - 1e-9).float())
+            u_nan = torch.zeros(len(unit_ids), device=dev).index_add_(0, ru, (~finite).float())
+            solved_u = (u_ok == u_count)
+            unit_steps = self._unit_steps(tabs, modes, ru, len(unit_ids))
+            capped = unit_steps >= max_steps
+            done_u = solved_u | capped | (u_nan > 0)
+            dt = time.perf_counter() - t0
+            for j, ri in enumerate(row_idx):
+                row_secs[ri] += dt / len(row_idx)
+            step_no += 1
+            if bool(done_u.any()):
+                accl, cl, ll = acc.tolist(), c.tolist(), loss_r.detach().tolist()
+                for j, ri in enumerate(row_idx):
+                    uj = row_unit[j]
+                    if not bool(done_u[uj]):
+                        continue
+                    status = ("ok" if bool(solved_u[uj]) else
+                              "nan" if bool(u_nan[uj] > 0) else "max_steps")
+                    results[ri] = FitResult(
+                        index=ri, key=rows[ri].key, restart=rows[ri].restart,
+                        e=per_row["e"][j].detach().float().cpu().clone(),
+                        m=(per_row["m"][j].detach().float().cpu().clone()
+                           if self.arr.uses_m else None),
+                        accuracy=accl[j], c_tokens=int(cl[j]), n_tokens=len(rows[ri].token_ids),
+                        loss=ll[j], steps=int(unit_steps[uj]), seconds=row_secs[ri],
+                        solved=bool(solved_u[uj]), status=status)
+                    if results[ri].solved:
+                        solved_keys.add(rows[ri].key)
+            # Update the parameters of units that go on (finished ones are dropped below).
+            for k, g in zip([k for k in ("e", "m") if tabs[k].trainable], grads):
+                if g is not None:
+                    tabs[k].step(torch.nan_to_num(g), recipe)
+            # Drop finished units (and, in a race, siblings of a text that just solved).
+            keep_u = ~done_u
+            if race and solved_keys:
+                for uj, u_id in enumerate(unit_ids):
+                    u = units[u_id]
+                    if bool(keep_u[uj]) and u.key in solved_keys:
+                        keep_u[uj] = False
+                        for ri in u.rows:
+                            results[ri] = self._dropped(rows, ri, row_secs.get(ri, 0.0),
+                                                        int(unit_steps[uj]))
+            if not bool(keep_u.all()):
+                keep_rows = keep_u[ru]
+                kr = keep_rows.nonzero().squeeze(1)
+                ku = keep_u.nonzero().squeeze(1)
+                remap = torch.full((len(unit_ids),), -1, dtype=torch.long)
+                remap[ku.cpu()] = torch.arange(len(ku))
+                for kind in ("e", "m"):
+                    if modes[kind] == "row":
+                        tabs[kind].keep(kr)
+                    elif modes[kind] == "unit":
+                        tabs[kind].keep(ku)
+                kr_l = kr.tolist()
+                row_idx = [row_idx[j] for j in kr_l]
+                row_unit = [int(remap[row_unit[j]]) for j in kr_l]
+                unit_ids = [unit_ids[j] for j in ku.tolist()]
+                tokens, n_tok = tokens[kr], n_tok[kr]
+                if len(n_tok):
+                    tokens = tokens[:, : int(n_tok.max())]
+                else:
+                    tokens = tokens[:, :0]
+                admit()
+            if progress is not None:
+                progress({"step": step_no, "done": len(results), "total": total,
+                          "solved": sum(r.solved for r in results.values()),
+                          "active": len(row_idx), "seconds": time.time() - t_start,
+                          "step_seconds": dt})
+        return [results[i] for i in range(len(rows))]
+
+    @staticmethod
+    def _unit_steps(tabs, modes, ru, n_units) -> torch.Tensor:
+        """Steps taken by each active unit (from whichever vector is trained)."""
+        for kind in ("e", "m"):
+            if modes[kind] == "unit":
+                return tabs[kind].t
+        for kind in ("e", "m"):
+            if modes[kind] == "row":
+                # rows of a unit start together, so any row's count is the unit's
+                out = torch.zeros(n_units, device=ru.device)
+                out[ru] = tabs[kind].t
+                return out
+        return torch.full((n_units,), float("inf"), device=ru.device)
+
+    def _dropped(self, rows, ri, secs=0.0, steps=0) -> FitResult:
+        return FitResult(index=ri, key=rows[ri].key, restart=rows[ri].restart,
+                         e=torch.full((self.d,), float("nan")), m=None, accuracy=0.0, c_tokens=0,
+                         n_tokens=len(rows[ri].token_ids), loss=float("nan"), steps=steps,
+                         seconds=secs, solved=False, status="dropped")
+
+
+def fit_texts(lm: LoadedModel, token_lists: list[list[int]], recipe: Recipe | str = "default",
+              *, restarts: int = 1, keys: list[str] | None = None, batch_size: int = 16,
+              seed: int = 0, m: torch.Tensor | None = None, race: bool = False,
+              progress=None) -> list[FitResult]:
+    """Convenience: fit each text with `restarts` rows (per-row m, or the given frozen m)."""
+    if isinstance(recipe, str):
+        recipe = get_recipe(recipe)
+    keys = keys or [hashlib.sha256(str(t).encode()).hexdigest()[:16] for t in token_lists]
+    rows = [FitRow(list(t), k, r) for t, k in zip(token_lists, keys) for r in range(restarts)]
+    fitter = Fitter(lm, recipe, batch_size=batch_size, seed=seed)
+    return fitter.fit(rows, m_mode="frozen" if m is not None else "row", m=m, race=race,
+                      progress=progress)
+
+
+def fit_shared_m(lm: LoadedModel, token_lists: list[list[int]], recipe: Recipe | str = "default",
+                 *, steps: int = 300, seed: int = 0, batch_size: int | None = None,
+                 progress=None) -> tuple[torch.Tensor, list[FitResult]]:
+    """Fit one m jointly with the e's of a warm-up set of texts; returns (m [d], results).
+
+    This is the corpus recipe of design.md: fit m once on warm-up texts, freeze it, then fit
+    only e for every other text.
+    """
+    if isinstance(recipe, str):
+        recipe = get_recipe(recipe)
+    rows = [FitRow(list(t), f"warm{i}", 0) for i, t in enumerate(token_lists)]
+    fitter = Fitter(lm, recipe, batch_size=batch_size or len(rows), seed=seed)
+    res = fitter.fit(rows, e_mode="row", m_mode="unit", group_size=len(rows), max_steps=steps,
+                     progress=progress)
+    return res[0].m.clone(), res
+
+
+if __name__ == "__main__":
+    import sys
+
+    from proto.cli import fit_main
+    sys.exit(fit_main())

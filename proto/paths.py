@@ -1,0 +1,113 @@
+"""Paths between two solutions of one text: linear and quadratic Bezier (paper Sec. 3, Fig. 6).
+
+A solution is a point p = (e, m) ([2, d]; m may be shared and then equal at both ends).
+  linear:  phi(t) = (1-t) p1 + t p2
+  Bezier:  phi(t) = (1-t)^2 p1 + 2t(1-t) pi + t^2 p2
+The control point pi starts at the midpoint and is trained by sampling t ~ U[0, 1] each step
+(a batch of t's per step, evaluated as rows of one forward pass), minimising the CE of the text
+at phi(t). Components equal at both ends (a shared m) stay fixed so the curve stays in that m.
+Reported: accuracy at a fixed t grid (min, mean), and curve length / |p2 - p1|.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .arrangement import Arrangement
+from .fit import forward_scores, row_losses, Recipe
+from .models import LoadedModel
+
+
+@dataclasses.dataclass
+class PathReport:
+    kind: str                  # linear | bezier
+    t: list[float]
+    accuracy: list[float]
+    min_accuracy: float
+    mean_accuracy: float
+    length_ratio: float        # curve length / straight distance (1.0 for linear)
+    control: torch.Tensor | None = None  # [2, d] for Bezier
+
+
+def linear_points(p1: torch.Tensor, p2: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    t = t.reshape(-1, *([1] * p1.dim()))
+    return (1 - t) * p1 + t * p2
+
+
+def bezier_points(p1: torch.Tensor, pi: torch.Tensor, p2: torch.Tensor, t: torch.Tensor
+                  ) -> torch.Tensor:
+    t = t.reshape(-1, *([1] * p1.dim()))
+    return (1 - t) ** 2 * p1 + 2 * t * (1 - t) * pi + t ** 2 * p2
+
+
+def bezier_length(p1, pi, p2, n: int = 512) -> float:
+    """Arc length by the trapezoid rule on |phi'(t)| = |2(1-t)(pi-p1) + 2t(p2-pi)|."""
+    t = torch.linspace(0, 1, n + 1).reshape(-1, *([1] * p1.dim()))
+    speed = (2 * (1 - t) * (pi - p1) + 2 * t * (p2 - pi)).flatten(1).norm(dim=1)
+    return float(torch.trapezoid(speed, dx=1.0 / n))
+
+
+def _scores(lm: LoadedModel, arr: Arrangement, pts: torch.Tensor, targets: torch.Tensor,
+            prefix_emb, recipe: Recipe):
+    """(per-point loss [K], hits [K, N]) for points pts [K, 2, d]."""
+    n = targets.shape[1]
+    x = arr.build(pts[:, 0], pts[:, 1], n, prefix_emb,
+                  lm.embed(targets).float() if arr.autoregressive else None)
+    logits = forward_scores(lm, arr, x, n)
+    nn = torch.full((pts.shape[0],), n, device=pts.device)
+    return row_losses(logits, targets, nn, recipe)
+
+
+def evaluate(lm: LoadedModel, arr: Arrangement, token_ids: list[int], pts: torch.Tensor,
+             chunk: int = 32) -> list[float]:
+    """Accuracy of the text at each point pts [K, 2, d] (one pass per chunk of points)."""
+    dev = lm.device
+    tgt = torch.tensor([token_ids], device=dev)
+    pe = (lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float() if arr.prefix else None)
+    out = []
+    with torch.no_grad():
+        for s in range(0, pts.shape[0], chunk):
+            p = pts[s: s + chunk].to(dev, torch.float32)
+            _, hits = _scores(lm, arr, p, tgt.expand(p.shape[0], -1), pe, Recipe())
+            out += (hits.float().mean(1)).tolist()
+    return out
+
+
+def as_point(e: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
+    return torch.stack([e.float(), (m if m is not None else torch.zeros_like(e)).float()])
+
+
+def linear(lm, arr, token_ids, p1, p2, grid: int = 21) -> PathReport:
+    t = torch.linspace(0, 1, grid)
+    acc = evaluate(lm, arr, token_ids, linear_points(p1, p2, t))
+    return PathReport("linear", t.tolist(), acc, min(acc), sum(acc) / len(acc), 1.0)
+
+
+def bezier(lm, arr, token_ids, p1, p2, *, steps: int = 200, samples: int = 8, lr: float = 1e-2,
+           grid: int = 21, seed: int = 0) -> PathReport:
+    """Train the control point, then report accuracy on the t grid and the length ratio."""
+    dev = lm.device
+    p1, p2 = p1.to(dev, torch.float32), p2.to(dev, torch.float32)
+    free = (p1 != p2).any(dim=1, keepdim=True).float()  # rows equal at both ends stay put
+    pi = ((p1 + p2) / 2).clone().requires_grad_(True)
+    opt = torch.optim.Adam([pi], lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    tgt = torch.tensor([token_ids], device=dev)
+    pe = (lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float() if arr.prefix else None)
+    rec = Recipe()
+    for _ in range(steps):
+        t = torch.rand(samples, generator=g).to(dev)
+        pts = bezier_points(p1, pi, p2, t)
+        loss, _ = _scores(lm, arr, pts, tgt.expand(samples, -1), pe, rec)
+        opt.zero_grad()
+        loss.mean().backward()
+        pi.grad.mul_(free)
+        opt.step()
+    pi = pi.detach()
+    t = torch.linspace(0, 1, grid)
+    acc = evaluate(lm, arr, token_ids, bezier_points(p1.cpu(), pi.cpu(), p2.cpu(), t))
+    straight = float((p2 - p1).norm())
+    ratio = bezier_length(p1.cpu(), pi.cpu(), p2.cpu()) / straight if straight > 0 else 1.0
+    return PathReport("bezier", t.tolist(), acc, min(acc), sum(acc) / len(acc), ratio,
+                      control=pi.cpu())

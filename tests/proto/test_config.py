@@ -1,0 +1,64 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from proto import config as C
+
+
+@dataclasses.dataclass
+class Inner:
+    lr: float = 0.01
+    name: str = "x"
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError("lr must be positive")
+
+
+@dataclasses.dataclass
+class Outer:
+    inner: Inner = dataclasses.field(default_factory=Inner)
+    steps: int = 10
+    lengths: list[int] = dataclasses.field(default_factory=lambda: [1])
+    flag: bool = False
+
+
+def test_defaults_yaml_then_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("steps: 20\ninner: {lr: 0.5}\n")
+    cfg = C.load(Outer, p, ["inner.name=y", "lengths=[4, 8]", "flag=true"])
+    assert cfg == Outer(Inner(0.5, "y"), 20, [4, 8], True)
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (["nope=1"], "unknown key"), (["inner.nope=1"], "unknown key"),
+    (["steps=abc"], "expected an integer"), (["inner.lr=-1"], "lr must be positive"),
+    (["flag=3"], "true/false"), (["steps"], "key=value"),
+])
+def test_bad_values_are_one_line_errors(bad, msg):
+    with pytest.raises(C.ConfigError, match=msg):
+        C.load(Outer, None, bad)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(C.ConfigError, match="not found"):
+        C.load(Outer, tmp_path / "missing.yaml")
+    bad = tmp_path / "b.yaml"
+    bad.write_text("a: [1,\n")
+    with pytest.raises(C.ConfigError, match="not valid YAML"):
+        C.load(Outer, bad)
+
+
+def test_every_shipped_yaml_parses_into_its_config():
+    """Each configs/<pkg>/*.yaml must load into the dataclass of its command."""
+    from eval.recipes import RecipesConfig
+    from proto.cli import FitConfig
+    owners = {"eval/recipes.yaml": RecipesConfig, "proto/fit.yaml": FitConfig}
+    root = Path(__file__).resolve().parents[2] / "configs"
+    found = 0
+    for rel, cls in owners.items():
+        if (root / rel).exists():
+            C.load(cls, root / rel)
+            found += 1
+    assert found == len(owners)

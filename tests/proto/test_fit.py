@@ -1,0 +1,128 @@
+import dataclasses
+
+import pytest
+import torch
+
+from proto.fit import FitRow, Fitter, Recipe, _Table, fit_shared_m, get_recipe
+
+TEXTS = ["hello world", "the cat sat", "a bird", "xyz"]
+
+
+def rows_for(lm, texts, restarts=1):
+    return [FitRow(lm.tokenize(t), t, r) for t in texts for r in range(restarts)]
+
+
+def test_vectorised_adamw_matches_torch_adamw():
+    torch.manual_seed(0)
+    rec = Recipe(lr=0.05, beta1=0.9, beta2=0.95, weight_decay=0.1)
+    p0 = torch.randn(3, 5)
+    tab = _Table(5, "cpu", True)
+    tab.add(p0.clone())
+    ref = p0.clone().requires_grad_(True)
+    opt = torch.optim.AdamW([ref], lr=0.05, betas=(0.9, 0.95), weight_decay=0.1, eps=1e-8)
+    for _ in range(7):
+        g = torch.randn(3, 5)
+        tab.step(g, rec)
+        ref.grad = g.clone()
+        opt.step()
+    assert torch.allclose(tab.p, ref.detach(), atol=1e-6)
+
+
+def test_tiny_model_solves_short_texts(tiny):
+    res = Fitter(tiny, get_recipe("default", lr=0.05, max_steps=400)).fit(rows_for(tiny, TEXTS))
+    assert [r.solved for r in res] == [True] * len(TEXTS)
+    assert all(r.accuracy == 1.0 and r.c_tokens == r.n_tokens for r in res)
+    assert all(0 < r.steps < 400 for r in res if r.n_tokens > 3)
+
+
+def test_batched_fit_equals_independent_fits(tiny):
+    """Rows are independent: a batch of rows ends where each row alone ends."""
+    rec = get_recipe("default", lr=0.05, max_steps=12)   # too few steps to solve: all run 12
+    rows = rows_for(tiny, ["hello world", "the cat sat on", "birds of a feather"], restarts=2)
+    together = Fitter(tiny, rec, batch_size=8, seed=3).fit(rows)
+    for i, row in enumerate(rows):
+        alone = Fitter(tiny, rec, batch_size=1, seed=3).fit([row])[0]
+        assert together[i].steps == alone.steps == 12
+        assert torch.allclose(together[i].e, alone.e, atol=1e-4)
+        assert torch.allclose(together[i].m, alone.m, atol=1e-4)
+
+
+def test_same_seed_same_result_other_seed_differs(tiny):
+    rec = get_recipe("default", lr=0.05, max_steps=5)
+    a = Fitter(tiny, rec, seed=1).fit(rows_for(tiny, TEXTS[:2]))
+    b = Fitter(tiny, rec, seed=1).fit(rows_for(tiny, TEXTS[:2]))
+    c = Fitter(tiny, rec, seed=2).fit(rows_for(tiny, TEXTS[:2]))
+    assert all(torch.equal(x.e, y.e) for x, y in zip(a, b))
+    assert not torch.allclose(a[0].e, c[0].e)
+
+
+def test_early_stop_and_refill_keep_the_batch_full(tiny):
+    rec = get_recipe("default", lr=0.05, max_steps=400)
+    texts = ["ab", "hello world", "abc", "the cat sat", "xy", "a bird"]
+    seen = []
+    res = Fitter(tiny, rec, batch_size=2).fit(rows_for(tiny, texts), progress=seen.append)
+    assert all(r.solved for r in res)
+    assert max(s["active"] for s in seen) == 2
+    # refill: while rows are still waiting, a finished row's slot is taken at once
+    for s in seen:
+        if s["done"] + s["active"] < len(texts):
+            assert s["active"] == 2
+    # continuous batching: far fewer forward passes than the sum of per-row steps
+    assert len(seen) < sum(r.steps + 1 for r in res)
+    # each row stops on its own: short texts finish in fewer steps than the batch ran
+    assert min(r.steps for r in res) < len(seen)
+
+
+def test_race_keeps_first_solved_restart(tiny):
+    rec = get_recipe("default", lr=0.05, max_steps=400)
+    res = Fitter(tiny, rec, batch_size=8).fit(rows_for(tiny, ["hello world"], restarts=3),
+                                              race=True)
+    assert sum(r.solved for r in res) >= 1
+    assert all(r.status in ("ok", "dropped") for r in res)
+    solved_steps = min(r.steps for r in res if r.solved)
+    assert all(r.steps <= solved_steps for r in res if r.status == "dropped")
+
+
+def test_shared_m_groups_and_frozen_m(tiny):
+    rec = get_recipe("default", lr=0.05, max_steps=60)
+    rows = rows_for(tiny, TEXTS)
+    res = Fitter(tiny, rec, batch_size=4).fit(rows, m_mode="unit", group_size=2)
+    assert torch.equal(res[0].m, res[1].m) and torch.equal(res[2].m, res[3].m)
+    assert not torch.equal(res[0].m, res[2].m)
+    m, warm = fit_shared_m(tiny, [r.token_ids for r in rows], rec, steps=30)
+    assert all(torch.equal(r.m, m) for r in warm)
+    res2 = Fitter(tiny, rec).fit(rows, m_mode="frozen", m=m)
+    assert all(torch.equal(r.m, m) for r in res2)
+
+
+def test_shared_e_groups(tiny):
+    rec = get_recipe("default", lr=0.05, max_steps=10)
+    res = Fitter(tiny, rec, batch_size=4).fit(rows_for(tiny, TEXTS), e_mode="unit",
+                                              m_mode="row", group_size=2)
+    assert torch.equal(res[0].e, res[1].e) and not torch.equal(res[0].m, res[1].m)
+
+
+def test_nan_rows_are_reported_not_fatal(tiny):
+    rec = get_recipe("default", max_steps=5)
+    bad_m = torch.full((tiny.d_model,), float("nan"))
+    res = Fitter(tiny, rec).fit(rows_for(tiny, TEXTS[:2]), m_mode="frozen", m=bad_m)
+    assert [r.status for r in res] == ["nan", "nan"]
+    assert not any(r.solved for r in res)
+
+
+def test_bad_inputs(tiny):
+    f = Fitter(tiny, get_recipe("default"))
+    with pytest.raises(ValueError, match="empty"):
+        f.fit([FitRow([], "x")])
+    with pytest.raises(ValueError, match="context"):
+        f.fit([FitRow([5] * 600, "x")])
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("fastest")
+    with pytest.raises(ValueError, match="lr"):
+        get_recipe("default", lr=-1.0)
+
+
+def test_paper_recipe_is_the_papers():
+    p = get_recipe("paper")
+    assert (p.lr, p.beta1, p.beta2, p.weight_decay, p.init_std, p.max_steps, p.prefix,
+            p.arrangement) == (1e-2, 0.9, 0.9, 1e-2, 1.0, 5000, "", "e_m")

@@ -1,0 +1,35 @@
+import torch
+
+from proto.fit import FitRow, Fitter, get_recipe
+from proto.paths import as_point, bezier, bezier_length, bezier_points, linear, linear_points
+
+
+def test_curves_hit_both_solutions_at_the_ends():
+    p1, p2, pi = torch.randn(2, 5), torch.randn(2, 5), torch.randn(2, 5)
+    t = torch.tensor([0.0, 1.0])
+    for pts in (linear_points(p1, p2, t), bezier_points(p1, pi, p2, t)):
+        assert torch.allclose(pts[0], p1) and torch.allclose(pts[1], p2)
+
+
+def test_bezier_length_ratio():
+    p1, p2 = torch.zeros(1, 4), torch.ones(1, 4)
+    assert abs(bezier_length(p1, (p1 + p2) / 2, p2) / float((p2 - p1).norm()) - 1) < 1e-4
+    bent = (p1 + p2) / 2 + torch.tensor([[1.0, -1.0, 0.0, 0.0]])
+    assert bezier_length(p1, bent, p2) / float((p2 - p1).norm()) > 1.05
+
+
+def test_paths_between_two_restarts(tiny):
+    ids = tiny.tokenize("hello world")
+    res = Fitter(tiny, get_recipe("default", lr=0.05, max_steps=400)).fit(
+        [FitRow(ids, "t", 0), FitRow(ids, "t", 1)])
+    assert all(r.solved for r in res)
+    p1, p2 = as_point(res[0].e, res[0].m), as_point(res[1].e, res[1].m)
+    arr = Fitter(tiny, get_recipe("default")).arr
+    lin = linear(tiny, arr, ids, p1, p2, grid=11)
+    bz = bezier(tiny, arr, ids, p1, p2, steps=60, samples=4, lr=0.05, grid=11)
+    for rep in (lin, bz):
+        assert rep.accuracy[0] == 1.0 and rep.accuracy[-1] == 1.0
+        assert rep.min_accuracy <= rep.mean_accuracy <= 1.0
+    assert bz.length_ratio >= 1.0
+    # training the control point does not make the curve worse than the straight line
+    assert bz.mean_accuracy >= lin.mean_accuracy - 0.05
