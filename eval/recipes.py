@@ -152,8 +152,12 @@ def study(cfg: RecipesConfig, log=print) -> dict:
             fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
                             e_center=e_center)
             t0 = time.time()
+            def progress(p, name=cname):
+                if p["step"] % 50 == 0:
+                    log(f"    {name} N={n} step {p['step']}: {p['done']}/{p['total']} done, "
+                        f"{p['solved']} solved, {p['step_seconds']:.2f} s/step")
             res = fitter.fit(rows, m_mode="frozen" if m is not None else "row", m=m,
-                             race=cand.race and cand.restarts > 1)
+                             race=cand.race and cand.restarts > 1, progress=progress)
             wall = time.time() - t0
             by_text: dict[str, list] = {}
             for r in res:

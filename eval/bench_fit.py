@@ -1,0 +1,198 @@
+"""Fitting benchmark: ratios measured side by side in one run, on the same texts.
+
+  python -m eval.bench_fit                              # default model, this machine
+  python -m eval.bench_fit n_texts=4 n_tokens=16 cap=200
+  python -m eval.bench_fit model=tiny-random n_texts=4 n_tokens=8 cap=100   # tiny CPU run
+
+1. texts solved per hour: batched continuous fitting (batch = n_texts) vs the per-text loop
+   (batch 1, one text after another, as in the reference implementations), same recipe, seeds;
+2. steps to solve: default recipe vs paper recipe, both capped at `cap` (a text unsolved at
+   the cap counts as `cap`, so the ratio is a lower bound whenever the paper recipe hits it);
+3. FLOP utilisation of a fit step (forward + input-gradient backward, counted from the model's
+   shapes) against a dense fp32/bf16 matmul measured on this machine in this run, and the
+   top operators of a profiled step, to show where the time goes.
+Last stdout line: JSON with speedup_batched_vs_loop, speedup_default_vs_paper_steps,
+flop_utilisation (and the raw numbers). Logged to MLflow (experiment `eval`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from proto import config as C
+from proto.fit import FitRow, Fitter, get_recipe
+from proto.models import DEFAULT_MODEL, load_model
+from proto.tracking import run as mlflow_run
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    model: str = DEFAULT_MODEL
+    device: str = ""
+    dtype: str = "auto"
+    source: str = "britannica"
+    n_texts: int = 8
+    n_tokens: int = 16
+    cap: int = 400
+    recipe: str = "default"
+    baseline_recipe: str = "paper"
+    profile_batch: int = 8
+    seed: int = 0
+    mlflow: bool = True
+
+
+def matmul_rate(dtype: torch.dtype, device, n: int = 2048, reps: int = 5) -> float:
+    """FLOP/s of an n x n x n matmul on this device (warm, median of reps)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    ts = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(ts)
+
+
+def step_flops(lm, batch: int, n: int, input_len: int) -> float:
+    """FLOPs of one fit step: forward + backward to the inputs (no weight gradients).
+
+    Linear layers: 2*in*out per token forward, the same again for the input gradient.
+    lm_head only at the n scored positions. Attention scores and mixing: 4*L^2*d per layer
+    forward (causal halves it; counted in full as the kernels do), about twice that backward.
+    """
+    model = lm.model
+    head = model.get_output_embeddings()
+    lin = sum(m.in_features * m.out_features for m in model.modules()
+              if isinstance(m, torch.nn.Linear) and m is not head)
+    cfg = getattr(model.config, "text_config", model.config)
+    d_attn = cfg.num_attention_heads * getattr(cfg, "head_dim", cfg.hidden_size
+                                               // cfg.num_attention_heads)
+    fwd = (2 * lin * input_len + 2 * head.in_features * head.out_features * n
+           + 4 * cfg.num_hidden_layers * input_len ** 2 * d_attn) * batch
+    bwd = (2 * lin * input_len + 2 * head.in_features * head.out_features * n
+           + 8 * cfg.num_hidden_layers * input_len ** 2 * d_attn) * batch
+    return float(fwd + bwd)
+
+
+def time_steps(fitter: Fitter, rows, steps: int = 3) -> float:
+    """Median seconds of a fit step for these rows (no early stop in `steps` steps)."""
+    ts = []
+    fitter.fit(rows, max_steps=steps, progress=lambda s: ts.append(s["step_seconds"]))
+    return statistics.median(ts[1:] or ts)
+
+
+def profile_step(fitter: Fitter, rows, top: int = 8) -> list[dict]:
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    fitter.fit(rows, max_steps=1)  # warm-up
+    with profile(activities=acts) as prof:
+        fitter.fit(rows, max_steps=2)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    out = []
+    for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]:
+        out.append({"op": e.key, "self_ms": e.self_cpu_time_total / 1e3,
+                    "share": e.self_cpu_time_total / max(total, 1)})
+    return out
+
+
+def bench(cfg: BenchConfig, log=print) -> dict:
+    from data_gen.sources import sample_texts
+    lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
+    texts = [ids for _, ids in sample_texts(lm.tokenize, cfg.source, cfg.n_tokens,
+                                            cfg.n_texts, seed=cfg.seed)]
+    rows = [FitRow(ids, f"t{i}") for i, ids in enumerate(texts)]
+    recipe = dataclasses.replace(get_recipe(cfg.recipe), max_steps=cfg.cap)
+    base = dataclasses.replace(get_recipe(cfg.baseline_recipe), max_steps=cfg.cap)
+    out: dict = {"model": lm.identity, "device": str(lm.device), "dtype": str(lm.dtype),
+                 "n_texts": len(rows), "n_tokens": cfg.n_tokens, "cap": cfg.cap,
+                 "threads": torch.get_num_threads()}
+
+    # 1. batched continuous fitting vs the per-text loop, same recipe and seeds
+    log(f"[1/3] batched: {len(rows)} texts of {cfg.n_tokens} tokens in one batch ...")
+    t0 = time.perf_counter()
+    batched = Fitter(lm, recipe, batch_size=len(rows), seed=cfg.seed).fit(rows)
+    t_batched = time.perf_counter() - t0
+    log(f"      {sum(r.solved for r in batched)}/{len(rows)} solved in {t_batched:.0f} s")
+    log("[1/3] per-text loop (batch 1) on the same texts ...")
+    t0 = time.perf_counter()
+    loop = [Fitter(lm, recipe, batch_size=1, seed=cfg.seed).fit([r])[0] for r in rows]
+    t_loop = time.perf_counter() - t0
+    log(f"      {sum(r.solved for r in loop)}/{len(rows)} solved in {t_loop:.0f} s")
+    tph_b = 3600 * sum(r.solved for r in batched) / t_batched
+    tph_l = 3600 * sum(r.solved for r in loop) / t_loop
+    out.update(batched_seconds=t_batched, loop_seconds=t_loop,
+               batched_texts_per_hour=tph_b, loop_texts_per_hour=tph_l,
+               speedup_batched_vs_loop=(tph_b / tph_l) if tph_l else float("inf"))
+
+    # 2. default vs paper recipe: steps to solve (censored at the cap)
+    log(f"[2/3] {cfg.baseline_recipe} recipe on the same texts (cap {cfg.cap}) ...")
+    t0 = time.perf_counter()
+    paper = Fitter(lm, base, batch_size=len(rows), seed=cfg.seed).fit(rows)
+    t_paper = time.perf_counter() - t0
+    st_d = [r.steps if r.solved else cfg.cap for r in batched]
+    st_p = [r.steps if r.solved else cfg.cap for r in paper]
+    out.update(default_steps_median=statistics.median(st_d),
+               paper_steps_median=statistics.median(st_p),
+               default_solved=sum(r.solved for r in batched),
+               paper_solved=sum(r.solved for r in paper), paper_seconds=t_paper,
+               speedup_default_vs_paper_steps=statistics.median(st_p) / statistics.median(st_d),
+               paper_censored=any(not r.solved for r in paper))
+
+    # 3. FLOP utilisation of a step against a matmul measured now
+    log("[3/3] step FLOPs vs matmul rate, and a profile ...")
+    pb = [FitRow(texts[i % len(texts)], f"p{i}") for i in range(cfg.profile_batch)]
+    fitter = Fitter(lm, dataclasses.replace(recipe, max_steps=10 ** 6), batch_size=len(pb))
+    t_step = time_steps(fitter, pb)
+    L = fitter.arr.input_length(cfg.n_tokens)
+    flops = step_flops(lm, len(pb), cfg.n_tokens, L)
+    rate = matmul_rate(lm.dtype, lm.device)
+    out.update(step_seconds=t_step, step_gflop=flops / 1e9, step_gflops_per_s=flops / t_step / 1e9,
+               matmul_gflops_per_s=rate / 1e9, flop_utilisation=flops / t_step / rate,
+               profile_batch=len(pb), profile=profile_step(fitter, pb))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None)
+    p.add_argument("overrides", nargs="*", help="key=value")
+    a = p.parse_args(argv)
+    try:
+        cfg = C.load(BenchConfig, a.config, a.overrides)
+    except C.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with mlflow_run("eval", cfg, run_name="bench_fit", enabled=cfg.mlflow) as mr:
+        r = bench(cfg)
+        mr.metrics({f"bench/{k}": v for k, v in r.items() if isinstance(v, (int, float))})
+        mr.dict(r, "bench_fit.json")
+    print(f"\nbatched vs per-text loop : {r['batched_texts_per_hour']:.0f} vs "
+          f"{r['loop_texts_per_hour']:.0f} texts/h  -> x{r['speedup_batched_vs_loop']:.2f}")
+    print(f"{cfg.recipe} vs {cfg.baseline_recipe} steps : median {r['default_steps_median']:.0f} vs "
+          f"{r['paper_steps_median']:.0f} ({r['default_solved']} vs {r['paper_solved']} of "
+          f"{r['n_texts']} solved by {cfg.cap}) -> x{r['speedup_default_vs_paper_steps']:.2f}"
+          f"{' (lower bound: paper hit the cap)' if r['paper_censored'] else ''}")
+    print(f"fit step (B={r['profile_batch']}, N={cfg.n_tokens}): {r['step_gflop']:.1f} GFLOP in "
+          f"{r['step_seconds']:.3f} s = {r['step_gflops_per_s']:.0f} GFLOP/s; matmul "
+          f"{r['matmul_gflops_per_s']:.0f} GFLOP/s -> utilisation {r['flop_utilisation']:.2f}")
+    print("top operators of a profiled step:")
+    for op in r["profile"]:
+        print(f"  {op['share']:6.1%}  {op['self_ms']:9.1f} ms  {op['op']}")
+    print(json.dumps({k: v for k, v in r.items() if k != "profile"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
