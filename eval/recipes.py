@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from proto import config as C
-from proto.fit import RECIPES, FitRow, Fitter, Recipe, fit_shared_m, get_recipe
+from proto.fit import RECIPES, FitRow, Fitter, fit_shared_m, get_recipe
 from proto.models import DEFAULT_MODEL, load_model
 from proto.tracking import run as mlflow_run
 from proto.tracking import save_json

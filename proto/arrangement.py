@@ -103,7 +103,12 @@ class Arrangement:
 
 
 def scored(outputs: torch.Tensor, arrangement: Arrangement, n: int) -> torch.Tensor:
-    """THE map from model outputs [B, L, ...] to the [B, N, ...] slice aligned with t_1..t_N."""
+    """THE map from model outputs [B, L, ...] to the [B, N, ...] slice aligned with t_1..t_N.
+
+    Fitting and decoding pass the same `score_positions` to the model as `logits_to_keep`, so
+    the LM head runs only where targets are scored; this function is that selection for any
+    other per-position output (hidden states, tests).
+    """
     pos = arrangement.score_positions(n).to(outputs.device)
     return outputs.index_select(1, pos)
 

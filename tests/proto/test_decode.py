@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from proto import solution
-from proto.arrangement import Arrangement
 from proto.decode import autoregressive, h_lm, hits, one_pass
 from proto.fit import FitRow, Fitter, get_recipe
 

@@ -1,7 +1,6 @@
 """Integration: the real default model (select: pytest -m integration)."""
 import pytest
 
-from proto.arrangement import Arrangement
 from proto.decode import h_lm, one_pass
 from proto.fit import FitRow, Fitter, get_recipe
 
