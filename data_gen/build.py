@@ -1,0 +1,561 @@
+"""Build (or resume) a corpus of proto-token solutions: text -> e, with one shared m.
+
+  python -m data_gen.build --config configs/data_gen/tiny.yaml threads=1   # tiny CPU run, ~15 s
+  python -m data_gen.build --config configs/data_gen/default.yaml    # smollm2-135m, ~500 texts
+  python -m data_gen.build --config configs/data_gen/paper.yaml      # GPU scale
+  torchrun --nproc_per_node 8 -m data_gen.build --config configs/data_gen/paper.yaml  # 8 GPUs
+  RANK=1 WORLD_SIZE=2 python -m data_gen.build --config ...   # or by hand, one process per rank
+  python -m data_gen.verify outputs/corpus/tiny                 # checksums + re-decode a sample
+
+Rerunning the same command resumes: finished chunks are checked (size, sha256, row count)
+and skipped, a corrupt or truncated one is moved aside to *.corrupt and redone, and the
+result equals an uninterrupted build. A directory built with another model or config is
+refused (change `out`, or delete the directory yourself).
+
+What a build does (design.md, "Corpus format"):
+  1. enumerate the texts from `sources` (data_gen/texts.py), deterministic for the config;
+  2. fit the shared m jointly with the e's of `warm_texts` of them (rank 0; others wait for
+     m.safetensors);
+  3. cut the text list into chunks of `chunk_size` texts; rank r takes chunks i with
+     i % WORLD_SIZE == r and fits each in ONE Fitter.fit call with m frozen (a redone chunk is
+     bit-identical on the same hardware and thread count); a text picked by `restart_fraction`
+     gets `restarts` rows (restarts), others one;
+  4. write the chunk's shard, then check the connectivity of up to `pairs_per_chunk` pairs of
+     solved restarts of one text (linear + quadratic Bezier) into the chunk's pairs shard;
+  5. the rank that sees every chunk present writes manifest.json with status complete
+     (otherwise partial).
+The last stdout line is JSON: corpus, status, texts, rows, solved, pairs, seconds, ...
+Errors (bad config key, unreadable source, mismatching corpus) are one `error:` line, exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+from proto import config as C
+
+from . import corpus as K
+from .sources import SourceError
+from .texts import SourceConfig, Text, check_sources, corpus_texts
+
+# Config fields that do not change what a corpus contains: may differ between runs of a build.
+VOLATILE = ("out", "device", "threads", "mlflow", "wait_seconds", "progress_seconds")
+
+
+@dataclasses.dataclass
+class BuildConfig:
+    out: str = "outputs/corpus/default"   # corpus directory
+    model: str = "smollm2-135m"           # alias, hub id or local path
+    device: str = ""                      # '' = cuda if available, else cpu
+    dtype: str = "auto"                   # auto | fp32 | bf16 | fp16
+    recipe: str = "default"               # default | sink | paper
+    recipe_overrides: dict = dataclasses.field(default_factory=dict)  # any Recipe field
+    sources: list[SourceConfig] = dataclasses.field(default_factory=lambda: [
+        SourceConfig(name="britannica", count=16, lengths=[16]),
+        SourceConfig(name="random-words", count=16, lengths=[16])])
+    restarts: int = 2                     # rows of a text picked by restart_fraction
+    restart_fraction: float = 0.1         # share of texts fitted `restarts` times (others once)
+    chunk_size: int = 32                  # texts per work chunk (one shard each)
+    batch_size: int = 32                  # rows per forward pass
+    warm_texts: int = 16                  # texts whose e's are fitted jointly with m
+    warm_steps: int = 300                 # steps of that joint fit
+    pairs_per_chunk: int = 2              # connectivity checks per chunk (restart pairs)
+    bezier_steps: int = 100               # control-point training steps per Bezier curve
+    bezier_samples: int = 8               # t samples per Bezier step
+    bezier_lr: float = 1e-2
+    path_grid: int = 21                   # t grid for path accuracies
+    seed: int = 0
+    threads: int = 0                      # torch CPU threads (0 = torch's default)
+    wait_seconds: float = 7200.0          # ranks > 0: how long to wait for rank 0's m
+    progress_seconds: float = 10.0        # progress line interval on stderr
+    mlflow: bool = True
+
+    def __post_init__(self):
+        from proto.fit import get_recipe
+        if not self.out:
+            raise ValueError("out (the corpus directory) is empty")
+        if not self.sources:
+            raise ValueError("sources is empty")
+        for name, lo in (("restarts", 1), ("chunk_size", 1), ("batch_size", 1),
+                         ("warm_steps", 1), ("path_grid", 2), ("bezier_samples", 1)):
+            if getattr(self, name) < lo:
+                raise ValueError(f"{name} must be >= {lo}")
+        for name in ("warm_texts", "pairs_per_chunk", "bezier_steps", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if not 0.0 <= self.restart_fraction <= 1.0:
+            raise ValueError("restart_fraction must be in [0, 1]")
+        if self.bezier_lr <= 0:
+            raise ValueError("bezier_lr must be > 0")
+        get_recipe(self.recipe, **self.recipe_overrides)  # unknown recipe or field -> error
+
+
+def _recipe(cfg: BuildConfig):
+    from proto.fit import get_recipe
+    return get_recipe(cfg.recipe, **cfg.recipe_overrides)
+
+
+def content_config(cfg: BuildConfig, precision: str) -> dict:
+    """The config fields that decide the corpus content (dtype resolved to the real one)."""
+    d = C.to_dict(cfg)
+    for k in VOLATILE:
+        d.pop(k, None)
+    d["dtype"] = precision
+    return d
+
+
+def fingerprint(content: dict) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _diff(a, b, prefix="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} (corpus) vs {b!r} (asked)"]
+
+
+def n_restarts(cfg: BuildConfig, tid: str) -> int:
+    """Restart count of a text: stable per (seed, text), independent of the other texts."""
+    if cfg.restarts == 1 or cfg.restart_fraction <= 0:
+        return 1
+    h = hashlib.sha256(f"{cfg.seed}|restarts|{tid}".encode()).digest()
+    u = int.from_bytes(h[:8], "little") / 2 ** 64
+    return cfg.restarts if u < cfg.restart_fraction else 1
+
+
+def warm_set(cfg: BuildConfig, texts: list[Text]) -> list[Text]:
+    rng = random.Random(f"{cfg.seed}|warm")
+    idx = sorted(rng.sample(range(len(texts)), min(cfg.warm_texts, len(texts))))
+    return [texts[i] for i in idx]
+
+
+# ---------------------------------------------------------------- one chunk
+
+def fit_chunk(lm, fitter, cfg: BuildConfig, texts: list[Text], m, progress=None):
+    """Fit the rows of one chunk in ONE Fitter.fit call; returns a pyarrow table."""
+    import numpy as np
+    import pyarrow as pa
+
+    from proto.decode import h_lm
+    from proto.fit import FitRow
+    rows, owner = [], []
+    for t in texts:
+        for r in range(n_restarts(cfg, t.text_id)):
+            rows.append(FitRow(list(t.token_ids), t.text_id, r))
+            owner.append(t)
+    res = fitter.fit(rows, m_mode="frozen" if m is not None else "row", m=m, progress=progress)
+    hs, _ = h_lm(lm, [t.token_ids for t in texts])
+    h_by = {t.text_id: h for t, h in zip(texts, hs)}
+    d = lm.d_model
+    e = np.stack([r.e.numpy().astype(np.float32) for r in res]).reshape(-1)
+    cols = {
+        "text_id": [t.text_id for t in owner],
+        "source": [t.source for t in owner],
+        "context_id": [t.context_id for t in owner],
+        "restart": [r.restart for r in res],
+        "text": [t.text for t in owner],
+        "token_ids": [list(t.token_ids) for t in owner],
+        "n_tokens": [len(t.token_ids) for t in owner],
+        "e": pa.FixedSizeListArray.from_arrays(pa.array(e, type=pa.float32()), d),
+        "accuracy": [r.accuracy for r in res],
+        "c_tokens": [r.c_tokens for r in res],
+        "h_lm": [h_by[t.text_id] for t in owner],
+        "loss": [r.loss for r in res],
+        "steps": [r.steps for r in res],
+        "seconds": [r.seconds for r in res],
+        "solved": [r.solved for r in res],
+        "status": [r.status for r in res],
+    }
+    schema = K.shard_schema(d)
+    return pa.table({k: (v if isinstance(v, pa.Array) else pa.array(v, type=schema.field(k).type))
+                     for k, v in cols.items()}, schema=schema)
+
+
+def chunk_pairs(lm, arr, cfg: BuildConfig, chunk: int, table, m):
+    """Connectivity of sampled pairs of solved restarts of one text (from the written shard)."""
+    import pyarrow as pa
+    import torch
+
+    from proto.paths import as_point, bezier, linear
+    data = table.select(["text_id", "restart", "token_ids", "e", "solved"]).to_pylist()
+    by_text: dict[str, list[dict]] = {}
+    for r in data:
+        if r["solved"]:
+            by_text.setdefault(r["text_id"], []).append(r)
+    cands = [(a, b) for rs in by_text.values() for i, a in enumerate(rs) for b in rs[i + 1:]]
+    rng = random.Random(f"{cfg.seed}|pairs|{chunk}")
+    pick = rng.sample(cands, min(cfg.pairs_per_chunk, len(cands)))
+    out = {f.name: [] for f in K.PAIR_SCHEMA}
+    for k, (a, b) in enumerate(pick):
+        ea, eb = torch.tensor(a["e"]), torch.tensor(b["e"])
+        p1, p2 = as_point(ea, m), as_point(eb, m)
+        lin = linear(lm, arr, a["token_ids"], p1, p2, grid=cfg.path_grid)
+        bez = bezier(lm, arr, a["token_ids"], p1, p2, steps=cfg.bezier_steps,
+                     samples=cfg.bezier_samples, lr=cfg.bezier_lr, grid=cfg.path_grid,
+                     seed=cfg.seed * 1_000_003 + chunk * 1009 + k)
+        cos = float(torch.nn.functional.cosine_similarity(ea, eb, dim=0))
+        for key, v in (("text_id", a["text_id"]), ("restart_a", a["restart"]),
+                       ("restart_b", b["restart"]), ("cosine_distance", 1.0 - cos),
+                       ("linear_min_acc", lin.min_accuracy),
+                       ("linear_mean_acc", lin.mean_accuracy),
+                       ("bezier_min_acc", bez.min_accuracy),
+                       ("bezier_mean_acc", bez.mean_accuracy),
+                       ("length_ratio", bez.length_ratio)):
+            out[key].append(v)
+    return pa.table(out, schema=K.PAIR_SCHEMA)
+
+
+# ---------------------------------------------------------------- the build
+
+def _rank_world() -> tuple[int, int]:
+    try:
+        rank = int(os.environ.get("RANK", "0"))
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise C.ConfigError("RANK and WORLD_SIZE must be integers") from None
+    if world < 1 or not 0 <= rank < world:
+        raise C.ConfigError(f"RANK={rank} WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
+    return rank, world
+
+
+def _check_directory(root: Path) -> dict | None:
+    """build.json of an existing corpus dir; refuse a directory that is something else."""
+    if not root.exists():
+        return None
+    if not root.is_dir():
+        raise C.ConfigError(f"out {root} exists and is not a directory")
+    bj = root / "build.json"
+    if bj.exists():
+        try:
+            return json.loads(bj.read_text())
+        except (OSError, ValueError) as exc:
+            raise C.ConfigError(f"{bj} is unreadable ({exc}); not resuming into it") from None
+    # hidden entries are temp files (another rank may be writing build.json right now)
+    if any(not p.name.startswith(".") for p in root.iterdir()):
+        raise C.ConfigError(f"out {root} is a non-empty directory without build.json (not a "
+                            f"corpus of this tool); choose another out")
+    return None
+
+
+def _refuse_if_different(root: Path, have: dict, want: dict):
+    if have.get("format") != K.FORMAT:
+        raise C.ConfigError(f"{root}: build.json format {have.get('format')!r} is not "
+                            f"{K.FORMAT}")
+    diffs = []
+    if have.get("model") != want["model"]:
+        diffs.append(f"model: {have.get('model')} (corpus) vs {want['model']} (asked)")
+    if have.get("fingerprint") != want["fingerprint"]:
+        diffs += _diff(have.get("config", {}), want["config"])
+    if diffs:
+        raise C.ConfigError(f"corpus {root} was built with a different model/config; refusing "
+                            f"to mix (use another out): " + "; ".join(diffs[:4]))
+
+
+class Progress:
+    """A progress line on stderr: chunks, texts, solved rate, texts/hour, ETA."""
+
+    def __init__(self, rank: int, world: int, total_texts: int, every: float):
+        self.tag = f"[data_gen r{rank}/{world}]"
+        self.total, self.every = total_texts, every
+        self.t0 = time.time()
+        self.done = self.solved = 0
+        self.last = 0.0
+
+    def line(self, msg: str):
+        print(f"{self.tag} {msg}", file=sys.stderr, flush=True)
+
+    def chunk_done(self, i: int, texts: int, solved: int, chunks_left: int):
+        self.done += texts
+        self.solved += solved
+        el = time.time() - self.t0
+        rate = self.done / el if el > 0 else 0.0
+        left = self.total - self.done
+        eta = left / rate if rate > 0 else float("inf")
+        self.line(f"chunk {i} done | texts {self.done}/{self.total} | solved "
+                  f"{self.solved / max(1, self.done):.2f} | {rate * 3600:.0f} texts/h | "
+                  f"ETA {_dur(eta)} ({chunks_left} chunks left)")
+
+    def fit_cb(self, i: int):
+        def cb(p):
+            now = time.time()
+            if now - self.last >= self.every or p["done"] == p["total"]:
+                self.last = now
+                self.line(f"chunk {i}: step {p['step']} | rows {p['done']}/{p['total']} done, "
+                          f"{p['solved']} solved | {p['step_seconds']:.3f} s/step")
+        return cb
+
+
+def _dur(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    return f"{s / 3600:.1f}h" if s >= 3600 else f"{s / 60:.1f}m" if s >= 60 else f"{s:.0f}s"
+
+
+def _wait_for(path: Path, seconds: float, what: str):
+    t0 = time.time()
+    while not path.exists():
+        if time.time() - t0 > seconds:
+            raise C.ConfigError(f"waited {seconds:.0f} s for {what} ({path}); is rank 0 running?")
+        time.sleep(0.5)
+
+
+def _scan(root: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[int]]:
+    """Sidecars of present shards (size-checked) and the chunks still missing."""
+    shards, pairs, missing = [], [], []
+    for i in range(n_chunks):
+        s1, side1 = K.check_shard(root, K.SHARDS, i, deep=False)
+        s2, side2 = K.check_shard(root, K.PAIRS, i, deep=False)
+        if s1 == "ok" and s2 == "ok":
+            shards.append(side1)
+            pairs.append(side2)
+        else:
+            missing.append(i)
+    return shards, pairs, missing
+
+
+def build(cfg: BuildConfig, lm=None) -> dict:
+    """Build or resume the corpus of `cfg` (lm: an already loaded model, for tests)."""
+    import torch
+
+    from proto.fit import Fitter, fit_shared_m
+    from proto.models import load_model
+    t_start = time.time()
+    rank, world = _rank_world()
+    root = Path(cfg.out)
+    have = _check_directory(root)
+    check_sources(cfg.sources)
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        if lm is None:
+            device = cfg.device or None
+            if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+                device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one GPU per rank
+            lm = load_model(cfg.model, device=device, dtype=cfg.dtype)
+        recipe = _recipe(cfg)
+        fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed)
+        arr = fitter.arr
+        precision = str(lm.dtype).replace("torch.", "")
+        content = content_config(cfg, precision)
+        info = {
+            "format": K.FORMAT, "model": lm.identity, "precision": precision,
+            "arrangement": {"name": arr.name, "prefix": list(arr.prefix),
+                            "prefix_spec": recipe.prefix},
+            "recipe": dataclasses.asdict(recipe), "d_model": lm.d_model,
+            "config": content, "fingerprint": fingerprint(content),
+        }
+        if have is not None:
+            _refuse_if_different(root, have, info)
+
+        texts, text_stats = corpus_texts(cfg.sources, lm.tokenize, lm.detokenize, cfg.seed)
+        if not texts:
+            raise C.ConfigError("the sources gave no texts (counts all 0?)")
+        for t in texts:
+            try:
+                fitter.check_length(len(t.token_ids))
+            except ValueError as exc:
+                raise C.ConfigError(str(exc)) from None
+        # Nothing is written before the config, the model and the sources have been accepted.
+        if have is None:
+            root.mkdir(parents=True, exist_ok=True)
+            K.atomic_write_json(root / "build.json", info)
+        if rank == 0:
+            K.atomic_write_bytes(root / "config.yaml", C.dump_yaml(cfg).encode())
+        prog = Progress(rank, world, 0, cfg.progress_seconds)
+        for k, v in text_stats.items():
+            prog.line(f"sources: {k}: {v}")
+
+        # ---- the shared m
+        m_path = root / "m.safetensors"
+        warm = warm_set(cfg, texts)
+        m = None
+        if arr.uses_m:
+            if not m_path.exists() and rank == 0:
+                K.remove_stale_temps(root, m_path.name)
+                prog.line(f"fitting shared m on {len(warm)} warm-up texts "
+                          f"({cfg.warm_steps} steps)")
+                m_fit, wres = fit_shared_m(lm, [t.token_ids for t in warm], recipe,
+                                           steps=cfg.warm_steps, seed=cfg.seed)
+                K.save_m(root, m_fit, {
+                    "fingerprint": info["fingerprint"], "model": lm.identity,
+                    "warm_text_ids": [t.text_id for t in warm],
+                    "warm_solved": sum(r.solved for r in wres),
+                    "warm_accuracy_mean": sum(r.accuracy for r in wres) / len(wres),
+                    "warm_steps": cfg.warm_steps})
+            elif not m_path.exists():
+                prog.line("waiting for rank 0 to write m.safetensors")
+                _wait_for(m_path, cfg.wait_seconds, "the shared m")
+            m, m_meta = K.load_m(root)
+            if m_meta.get("fingerprint") != info["fingerprint"]:
+                raise C.ConfigError(f"{m_path} belongs to another build config; refusing to mix")
+            m = m.float()
+
+        # ---- chunks
+        n_chunks = math.ceil(len(texts) / cfg.chunk_size)
+        mine = [i for i in range(n_chunks) if i % world == rank]
+        prog.total = sum(len(texts[i * cfg.chunk_size:(i + 1) * cfg.chunk_size]) for i in mine)
+        done = skipped = redone = 0
+        import pyarrow.parquet as pq
+        for j, i in enumerate(mine):
+            chunk_texts = texts[i * cfg.chunk_size:(i + 1) * cfg.chunk_size]
+            state, why = K.check_shard(root, K.SHARDS, i)
+            if state == "corrupt":
+                moved = K.move_aside(root, K.SHARDS, i)
+                prog.line(f"warning: shard {i} is corrupt ({why['why']}); moved aside as "
+                          f"{', '.join(moved)} and redoing the chunk")
+                redone += 1
+            table = None
+            if state != "ok":
+                K.remove_stale_temps(root / K.SHARDS, K.chunk_name(i))
+                table = fit_chunk(lm, fitter, cfg, chunk_texts, m, prog.fit_cb(i))
+                K.write_shard(root, K.SHARDS, i, table)
+                done += 1
+            pstate, pwhy = K.check_shard(root, K.PAIRS, i)
+            if pstate == "corrupt":
+                moved = K.move_aside(root, K.PAIRS, i)
+                prog.line(f"warning: pairs shard {i} is corrupt ({pwhy['why']}); moved aside "
+                          f"as {', '.join(moved)} and redoing it")
+            if pstate != "ok":
+                if table is None:
+                    table = pq.read_table(K.shard_paths(root, K.SHARDS, i)[0])
+                K.remove_stale_temps(root / K.PAIRS, K.chunk_name(i))
+                K.write_shard(root, K.PAIRS, i, chunk_pairs(lm, arr, cfg, i, table, m))
+            if state == "ok" and pstate == "ok":
+                skipped += 1
+                prog.total -= len(chunk_texts)
+                continue
+            if table is not None and state != "ok":
+                solved = len({t for t, s in zip(table.column("text_id").to_pylist(),
+                                                table.column("solved").to_pylist()) if s})
+                prog.chunk_done(i, len(chunk_texts), solved, len(mine) - j - 1)
+
+        # ---- manifest
+        shards, pairs, missing = _scan(root, n_chunks)
+        status = "complete" if not missing else "partial"
+        man_path = root / "manifest.json"
+        prior = None
+        if man_path.exists():
+            try:
+                prior = json.loads(man_path.read_text()).get("status")
+            except (OSError, ValueError):
+                prior = None
+        cols = ["text_id", "restart", "solved", "steps", "accuracy"]
+        stats_tab = _concat([pq.read_table(root / x["path"], columns=cols) for x in shards
+                             if x.get("path")])
+        pairs_tab = _concat([pq.read_table(root / x["path"]) for x in pairs if x.get("path")])
+        n_rows = stats_tab.num_rows if stats_tab is not None else 0
+        tids = stats_tab.column("text_id").to_pylist() if n_rows else []
+        solved_set = ({t for t, s in zip(tids, stats_tab.column("solved").to_pylist()) if s}
+                      if n_rows else set())
+        n_pairs = pairs_tab.num_rows if pairs_tab is not None else 0
+        counts = {"texts_planned": len(texts), "texts": len(set(tids)), "rows": n_rows,
+                  "solved_texts": len(solved_set), "pairs": n_pairs, "chunks": n_chunks,
+                  "chunks_missing": len(missing), **{f"sources_{k}": v
+                                                     for k, v in text_stats.items()}}
+        if status == "complete" or prior != "complete":
+            man = {**{k: info[k] for k in ("format", "model", "precision", "arrangement",
+                                            "recipe", "d_model", "config", "fingerprint")},
+                   "status": status, "m": "m.safetensors" if arr.uses_m else None,
+                   "h_lm": "nats; " + _h_lm_how(lm), "counts": counts,
+                   "warm_text_ids": [t.text_id for t in warm],
+                   "shards": shards, "pairs": pairs, "missing_chunks": missing}
+            K.atomic_write_json(man_path, man)
+        secs = time.time() - t_start
+        summary = {
+            "corpus": str(root), "status": status, "texts": counts["texts"],
+            "texts_planned": len(texts), "rows": n_rows, "solved": len(solved_set),
+            "solved_frac": round(len(solved_set) / max(1, counts["texts"]), 4),
+            "pairs": n_pairs, "chunks": n_chunks, "chunks_done": done,
+            "chunks_skipped": skipped, "chunks_redone": redone,
+            "missing_chunks": len(missing), "rank": rank, "world_size": world,
+            "model": lm.name, "seconds": round(secs, 2),
+            "texts_per_hour": round(prog.done / secs * 3600, 1) if secs > 0 else 0.0,
+        }
+        summary["_tables"] = (stats_tab, pairs_tab)
+        return summary
+    finally:
+        if cfg.threads:
+            torch.set_num_threads(old_threads)
+
+
+def _concat(tables):
+    import pyarrow as pa
+    return pa.concat_tables(tables) if tables else None
+
+
+def _h_lm_how(lm) -> str:
+    bos = lm.tokenizer.bos_token_id
+    return (f"first token scored from BOS id {bos}" if bos is not None
+            else "no BOS token: first token unscored")
+
+
+def _log_run(mr, summary: dict, root: Path):
+    stats_tab, pairs_tab = summary["_tables"]
+    mr.metrics({f"data_gen/{k}": summary[k] for k in (
+        "texts", "rows", "solved", "solved_frac", "pairs", "chunks_done", "chunks_skipped",
+        "chunks_redone", "seconds", "texts_per_hour")})
+    if pairs_tab is not None and pairs_tab.num_rows:
+        for col in ("linear_min_acc", "bezier_min_acc", "length_ratio", "cosine_distance"):
+            v = pairs_tab.column(col).to_pylist()
+            mr.metrics({f"data_gen/pairs_{col}_mean": sum(v) / len(v)})
+    if stats_tab is not None and stats_tab.num_rows:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        steps = stats_tab.column("steps").to_pylist()
+        ok = stats_tab.column("solved").to_pylist()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.hist([s for s, o in zip(steps, ok) if o], bins=30, alpha=0.8, label="solved")
+        ax.hist([s for s, o in zip(steps, ok) if not o], bins=30, alpha=0.8, label="unsolved")
+        ax.set_xlabel("fitting steps")
+        ax.set_ylabel("rows")
+        ax.set_title(f"{root.name}: steps per row")
+        ax.legend()
+        fig.tight_layout()
+        mr.figure(fig, "data_gen_steps.png")
+        plt.close(fig)
+    for name in ("manifest.json", "config.yaml"):
+        mr.artifact(root / name)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m data_gen.build", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML config (BuildConfig fields)")
+    p.add_argument("overrides", nargs="*", help="key=value, e.g. out=DIR chunk_size=16")
+    a = p.parse_args(argv)
+    try:
+        cfg = C.load(BuildConfig, a.config, a.overrides)
+        _rank_world()
+    except C.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from proto.models import ModelLoadError
+    from proto.tracking import run as mlflow_run
+    run_name = f"build-{Path(cfg.out).name}"
+    try:
+        with mlflow_run("data_gen", cfg, run_name=run_name, enabled=cfg.mlflow) as mr:
+            summary = build(cfg)
+            _log_run(mr, summary, Path(cfg.out))
+    except (C.ConfigError, ModelLoadError, SourceError, K.CorpusError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary.pop("_tables", None)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

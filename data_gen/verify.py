@@ -1,0 +1,174 @@
+"""Check a corpus: every shard against the manifest and its sidecar, then re-decode a sample.
+
+  python -m data_gen.verify outputs/corpus/tiny                 # checksums + 16 re-decoded rows
+  python -m data_gen.verify outputs/corpus/tiny --sample 0      # checksums only
+  python -m data_gen.verify CORPUS --device cpu --strict        # exit 1 on decode mismatches too
+
+Shard checks (rows and pairs): listed in the manifest but missing, size or sha256 different
+from the manifest / sidecar (truncated or corrupt), unreadable parquet, wrong row count, and
+present-but-unlisted shards. Any of these -> exit 1. A corpus whose build has not finished
+(no manifest, or status partial) is checked against its sidecars and reported as partial.
+
+Re-decoding: a seeded sample of rows is decoded with ONE forward pass (proto.decode.one_pass)
+with the recorded model, precision, arrangement and m; recorded and re-measured accuracy are
+reported side by side (they can differ slightly on other hardware or thread counts).
+The last stdout line is JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+from . import corpus as K
+
+
+def check_files(root: Path) -> dict:
+    """Shard problems of a corpus: {'problems': [...], 'checked': n, 'status': ...}."""
+    problems: list[dict] = []
+    man = None
+    if (root / "manifest.json").exists():
+        man = K.read_manifest(root)
+        status = man.get("status", "?")
+    else:
+        status = "no manifest"
+    checked = 0
+    for kind in (K.SHARDS, K.PAIRS):
+        # a finished corpus is checked against its manifest; an unfinished one against the
+        # sidecars of the shards written so far
+        full = man is not None and status == "complete"
+        listed = man[kind] if full else K.list_shards(root, kind)
+        listed_paths = set()
+        for ent in listed:
+            i = int(ent["chunk"])
+            checked += 1
+            state, info = K.check_shard(root, kind, i, deep=True)
+            name = ent["path"] or f"{kind}/{K.chunk_name(i)}.json"
+            listed_paths.add(name)
+            if state == "ok" and ent["path"] is None:
+                continue  # an empty shard: sidecar only
+            path = root / name
+            if state == "absent":
+                problems.append({"shard": name, "problem": "missing" if not path.exists()
+                                 else "sidecar missing"})
+                continue
+            if state == "corrupt":
+                kind_p = "missing" if not path.exists() else "corrupt"
+                problems.append({"shard": name, "problem": kind_p, "why": info["why"]})
+                continue
+            if full and (info["sha256"] != ent["sha256"] or info["rows"] != ent["rows"]):
+                problems.append({"shard": name, "problem": "corrupt",
+                                 "why": "sidecar differs from the manifest"})
+        for p in sorted((root / kind).glob("chunk-*.parquet")):
+            rel = f"{kind}/{p.name}"
+            if rel not in listed_paths:
+                st, info = K.check_shard(root, kind, int(p.stem.split("-")[1]), deep=True)
+                problems.append({"shard": rel, "problem": "unlisted" if st == "ok" else
+                                 ("undescribed" if st == "absent" else "corrupt"),
+                                 **({"why": info["why"]} if st == "corrupt" else {})})
+    if man and man.get("m") and not (root / man["m"]).exists():
+        problems.append({"shard": man["m"], "problem": "missing"})
+    return {"problems": problems, "checked": checked, "status": status, "manifest": man}
+
+
+def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
+             bad: set[str]) -> dict:
+    """Re-decode `sample` rows with one_pass; recorded vs measured accuracy."""
+    import pyarrow.parquet as pq
+    import torch
+
+    from proto.arrangement import Arrangement
+    from proto.decode import hits, one_pass
+    from proto.models import load_model
+    info = man or json.loads((root / "build.json").read_text())
+    complete = man is not None and man.get("status") == "complete"
+    files = [root / s["path"] for s in (man[K.SHARDS] if complete else K.list_shards(root))
+             if s.get("path") and s["path"] not in bad and (root / s["path"]).exists()]
+    if not files or sample <= 0:
+        return {"sampled": 0}
+    rows = []
+    for f in files:
+        t = pq.read_table(f, columns=["text_id", "restart", "token_ids", "e", "accuracy"])
+        rows += t.to_pylist()
+    rng = random.Random(seed)
+    pick = rng.sample(rows, min(sample, len(rows)))
+    lm = load_model(info["model"]["name"], device=device or None,
+                    dtype=info.get("precision", "auto"), verbose=False)
+    warning = None
+    if lm.weights_sha256 != info["model"]["weights_sha256"]:
+        warning = (f"model weights differ from the recorded ones "
+                   f"({lm.weights_sha256[:12]} vs {info['model']['weights_sha256'][:12]})")
+    arr = Arrangement(info["arrangement"]["name"], tuple(info["arrangement"]["prefix"]))
+    m = K.load_m(root)[0] if arr.uses_m else None
+    out = []
+    by_len: dict[int, list[dict]] = {}
+    for r in pick:
+        by_len.setdefault(len(r["token_ids"]), []).append(r)
+    for n, rs in sorted(by_len.items()):
+        e = torch.tensor([r["e"] for r in rs])
+        tgt = torch.tensor([r["token_ids"] for r in rs], device=lm.device)
+        pred = one_pass(lm, arr, e, None if m is None else m.expand(len(rs), -1), n,
+                        targets=tgt if arr.autoregressive else None)
+        acc, _ = hits(pred, tgt)
+        for r, a in zip(rs, acc):
+            out.append({"text_id": r["text_id"], "restart": r["restart"],
+                        "recorded": r["accuracy"], "measured": a})
+    diffs = [abs(o["recorded"] - o["measured"]) for o in out]
+    res = {"sampled": len(out), "recorded_mean": sum(o["recorded"] for o in out) / len(out),
+           "measured_mean": sum(o["measured"] for o in out) / len(out),
+           "max_abs_diff": max(diffs), "mismatches": sum(d > 1e-6 for d in diffs),
+           "rows": out}
+    if warning:
+        res["warning"] = warning
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m data_gen.verify", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("corpus", help="corpus directory")
+    p.add_argument("--sample", type=int, default=16, help="rows to re-decode (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="")
+    p.add_argument("--strict", action="store_true", help="exit 1 on decode mismatches too")
+    a = p.parse_args(argv)
+    root = Path(a.corpus)
+    if not root.is_dir() or not ((root / "manifest.json").exists()
+                                 or (root / "build.json").exists()):
+        print(f"error: {root} is not a corpus directory (no manifest.json or build.json)",
+              file=sys.stderr)
+        return 2
+    try:
+        files = check_files(root)
+    except K.CorpusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for pr in files["problems"]:
+        print(f"{pr['problem']}: {pr['shard']}" + (f" ({pr['why']})" if "why" in pr else ""),
+              file=sys.stderr)
+    bad = {pr["shard"] for pr in files["problems"]}
+    from proto.models import ModelLoadError
+    try:
+        dec = redecode(root, files["manifest"], a.sample, a.seed, a.device, bad)
+    except (ModelLoadError, K.CorpusError, OSError, ValueError, KeyError) as exc:
+        dec = {"sampled": 0, "error": str(exc).splitlines()[0] if str(exc) else repr(exc)}
+    if dec.get("sampled"):
+        print(f"re-decoded {dec['sampled']} rows: recorded accuracy {dec['recorded_mean']:.4f}, "
+              f"measured {dec['measured_mean']:.4f}, max |diff| {dec['max_abs_diff']:.4g}, "
+              f"{dec['mismatches']} mismatching", file=sys.stderr)
+    if "warning" in dec:
+        print(f"warning: {dec['warning']}", file=sys.stderr)
+    ok = not files["problems"] and "error" not in dec and not (a.strict and dec.get("mismatches"))
+    summary = {"corpus": str(root), "ok": ok, "status": files["status"],
+               "shards_checked": files["checked"], "problems": files["problems"],
+               "corrupt": sum(p["problem"] == "corrupt" for p in files["problems"]),
+               "missing": sum(p["problem"] == "missing" for p in files["problems"]),
+               "decode": {k: v for k, v in dec.items() if k != "rows"}}
+    print(json.dumps(summary))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""data_gen.build / verify / corpus on the tiny in-process model (configs/data_gen/tiny.yaml).
+
+One reference corpus is built in-process; the other tests compare against it: a build that is
+SIGKILLed at random moments and rerun, two ranks, a truncated shard found by verify and redone.
+Every build uses one torch thread, so rows are bit-identical between processes.
+"""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from data_gen import build as B
+from data_gen import corpus as K
+from data_gen import verify as V
+from proto import config as C
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "configs" / "data_gen" / "tiny.yaml"
+PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+
+
+def _cfg(out, *over):
+    return C.load(B.BuildConfig, TINY, [f"out={out}", "threads=1", "mlflow=false", *over])
+
+
+def _rows(corpus) -> list[tuple]:
+    t = K.read_table(corpus, K.SHARDS, ["text_id", "restart", "token_ids", "e"])
+    rows = sorted(zip(*(t.column(c).to_pylist() for c in ("text_id", "restart", "token_ids",
+                                                            "e"))))
+    return [(a, b, tuple(c), tuple(e)) for a, b, c, e in rows]
+
+
+def _env(**kw):
+    env = dict(os.environ, PROTOSPACE_NO_MLFLOW="1", OMP_NUM_THREADS="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
+    env.update(kw)
+    return env
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory, tiny):
+    out = tmp_path_factory.mktemp("ref") / "corpus"
+    summary = B.build(_cfg(out), lm=tiny)
+    return out, summary
+
+
+def test_tiny_build_writes_a_complete_loadable_corpus(ref, tmp_path):
+    import datasets
+    out, s = ref
+    assert s["status"] == "complete" and s["texts"] == s["texts_planned"] == 10
+    assert s["rows"] > s["texts"] and s["pairs"] >= 1 and s["solved"] >= 8
+    man = K.read_manifest(out)
+    assert man["status"] == "complete" and man["model"]["name"] == "tiny-random"
+    assert man["arrangement"] == {"name": "e_m", "prefix": [0], "prefix_spec": "sink"}
+    assert man["d_model"] == 128 and man["recipe"]["lr"] == 0.05
+    assert len(man["shards"]) == len(man["pairs"]) == 4
+    assert sum(x["rows"] for x in man["shards"]) == s["rows"]
+    assert (out / "m.safetensors").exists() and (out / "config.yaml").exists()
+    assert K.load_m(out)[0].shape == (128,)
+    # plain datasets, no project code
+    ds = datasets.load_dataset("parquet", data_files=str(out / "shards" / "*.parquet"),
+                               split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == s["rows"] and len(ds[0]["e"]) == 128
+    assert {"text_id", "source", "context_id", "restart", "text", "token_ids", "n_tokens", "e",
+            "accuracy", "c_tokens", "h_lm", "loss", "steps", "seconds"} <= set(ds.column_names)
+    assert set(ds["source"]) == {"random-words", "britannica"}
+    assert all(n == len(t) for n, t in zip(ds["n_tokens"], ds["token_ids"]))
+    # the project's reader
+    rc = K.read_corpus(out, cache_dir=str(tmp_path / "hf"))
+    assert len(rc) == s["rows"]
+    pairs = K.read_pairs(out, cache_dir=str(tmp_path / "hf"))
+    assert len(pairs) == s["pairs"]
+    p = pairs[0]
+    assert p["restart_a"] < p["restart_b"] and 0 <= p["linear_min_acc"] <= 1
+    assert 0 <= p["bezier_min_acc"] <= p["bezier_mean_acc"] <= 1 and p["length_ratio"] >= 1
+    keys = [(a, b) for a, b in zip(ds["text_id"], ds["restart"])]
+    assert len(set(keys)) == len(keys)
+
+
+def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(ref, tmp_path):
+    out = tmp_path / "corpus"
+    cmd = [PY, "-m", "data_gen.build", "--config", str(TINY), f"out={out}", "threads=1",
+           "mlflow=false"]
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = random.Random(seed)
+    # kill 1: somewhere after the warm-up starts; kill 2: somewhere after a chunk finished
+    kills = []
+    for trigger in ("fitting shared m", "done |"):
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        for line in proc.stderr:
+            if trigger in line or time.time() > deadline:
+                break
+        delay = rng.uniform(0.0, 0.8)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        present = sorted(p.name for p in out.rglob("*") if p.is_file())
+        kills.append((trigger, round(delay, 2), present))
+    why = f"seed {seed}, kills (trigger, delay, files left) {kills}"
+    print(why)
+    assert not (out / "manifest.json").exists() or \
+        K.read_manifest(out)["status"] == "partial", why
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["status"] == "complete" and s["chunks"] == 4, why
+    assert {"corpus", "texts", "rows", "solved", "pairs", "seconds"} <= set(s)
+    got, want = _rows(out), _rows(ref[0])
+    assert len(got) == len({(a, b) for a, b, _, _ in got}), f"duplicate rows ({why})"
+    assert got == want, f"resumed corpus differs from the uninterrupted one ({why})"
+    assert [x for x in (out / "shards").iterdir() if x.name.endswith(".tmp")] == []
+    assert K.read_table(out, K.PAIRS).equals(K.read_table(ref[0], K.PAIRS)), why
+
+
+def test_two_ranks_split_chunks_without_overlap(ref, tmp_path, tiny, monkeypatch):
+    out = tmp_path / "corpus"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")  # rank 1 alone waits for rank 0's m, then gives up
+    with pytest.raises(C.ConfigError, match="waited"):
+        B.build(_cfg(out, "wait_seconds=1"), lm=tiny)
+    monkeypatch.setenv("RANK", "0")
+    s0 = B.build(_cfg(out), lm=tiny)
+    assert s0["status"] == "partial" and s0["chunks_done"] == 2
+    assert K.read_manifest(out)["missing_chunks"] == [1, 3]
+    monkeypatch.setenv("RANK", "1")
+    s1 = B.build(_cfg(out), lm=tiny)
+    assert s1["status"] == "complete" and s1["chunks_done"] == 2 and s1["chunks_skipped"] == 0
+    assert (s1["rows"], s1["texts"], s1["pairs"]) == (ref[1]["rows"], 10, ref[1]["pairs"])
+    assert _rows(out) == _rows(ref[0])
+    assert K.read_manifest(out)["status"] == "complete"
+
+
+def test_verify_finds_a_truncated_shard_and_resume_redoes_it(ref, tmp_path, tiny, capsys):
+    out = tmp_path / "corpus"
+    shutil.copytree(ref[0], out)
+    assert V.main([str(out), "--sample", "3"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["ok"] and s["decode"]["sampled"] == 3 and s["decode"]["max_abs_diff"] < 1e-6
+    shard = out / "shards" / "chunk-00002.parquet"
+    good = shard.read_bytes()
+    shard.write_bytes(good[: len(good) // 2])
+    assert V.main([str(out), "--sample", "0"]) == 1
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not s["ok"] and s["corrupt"] == 1
+    assert s["problems"][0]["shard"] == "shards/chunk-00002.parquet"
+    r = B.build(_cfg(out), lm=tiny)
+    assert r["chunks_redone"] == 1 and r["chunks_done"] == 1 and r["status"] == "complete"
+    assert "moved aside" in capsys.readouterr().err
+    assert (out / "shards" / "chunk-00002.parquet.corrupt").read_bytes() == good[: len(good) // 2]
+    assert _rows(out) == _rows(ref[0])  # the redone chunk is bit-identical (e included)
+    assert V.main([str(out), "--sample", "0"]) == 0
+
+
+def test_a_different_config_is_refused(ref, tiny):
+    with pytest.raises(C.ConfigError, match="different model/config.*lr"):
+        B.build(_cfg(ref[0], "recipe_overrides.lr=0.1"), lm=tiny)
+
+
+def test_bad_config_key_is_one_line_exit_2(tmp_path, capsys):
+    assert B.main(["--config", str(TINY), f"out={tmp_path / 'c'}", "bogus_key=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown key" in err and "bogus_key" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("content,name,msg", [
+    (b"fine line\n\xff\xfe not utf-8\n", "bad.txt", "not UTF-8"),
+    (b'{"text": "ok"}\nnot json\n', "bad.jsonl", "not valid JSON"),
+    (None, "missing.txt", "no file matches|cannot read|not a file"),
+])
+def test_bad_files_source_is_a_clear_error(tmp_path, capsys, content, name, msg):
+    f = tmp_path / name
+    if content is not None:
+        f.write_bytes(content)
+    src = f"sources=[{{name: files, paths: [{f}], lengths: [4], count: 2}}]"
+    assert B.main(["--config", str(TINY), f"out={tmp_path / 'c'}", "mlflow=false", src]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+    assert re.search(msg, err), err
+
+
+def test_files_source_texts_skip_empty_and_have_contexts(tmp_path, tiny):
+    from data_gen.texts import SourceConfig, corpus_texts
+    (tmp_path / "a.txt").write_text("first line of text here\n\n   \nsecond one, also long\n")
+    (tmp_path / "b.jsonl").write_text('{"text": "a json record with words"}\n{"text": ""}\n')
+    src = SourceConfig(name="files", paths=[str(tmp_path / "*.txt"), str(tmp_path / "b.jsonl")],
+                       count=10, lengths=[6])
+    texts, stats = corpus_texts([src], tiny.tokenize, tiny.detokenize, seed=0)
+    assert stats["empty"] == 3 and all(len(t.token_ids) == 6 for t in texts)
+    assert len({t.text_id for t in texts}) == len(texts) == 10
+    assert {t.context_id.split(":")[1] for t in texts} == {"a.txt", "b.jsonl"}
+    again, _ = corpus_texts([src], tiny.tokenize, tiny.detokenize, seed=0)
+    assert [t.text_id for t in again] == [t.text_id for t in texts]
+
+
+def test_unknown_source_and_every_data_gen_yaml_parses(tmp_path):
+    with pytest.raises(C.ConfigError, match="unknown source"):
+        C.load(B.BuildConfig, TINY, ["sources=[{name: nope}]"])
+    for y in sorted((ROOT / "configs" / "data_gen").glob("*.yaml")):
+        cfg = C.load(B.BuildConfig, y)
+        assert cfg.sources and cfg.out
