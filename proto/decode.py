@@ -5,8 +5,8 @@
 
 Metrics (paper Sec. 3): accuracy = fraction of argmax hits over the N target tokens,
 C_tokens = number of hits, H_LM = sum_i -log p_LM(t_i | t_<i), the LLM's own autoregressive
-cross-entropy of the text in nats. When the tokenizer has a BOS token the first token is scored
-from it; otherwise t_1 has no context and is left out (reported as `h_lm_first_token`).
+cross-entropy of the text in nats. When the tokenizer puts a BOS token before text, the first
+token is scored from it; otherwise t_1 has no context and is left out (h_lm says which).
 """
 from __future__ import annotations
 
@@ -64,6 +64,11 @@ def hits(pred: torch.Tensor, targets: torch.Tensor) -> tuple[list[float], list[i
 def h_lm(lm: LoadedModel, token_lists: list[list[int]]) -> tuple[list[float], str]:
     """H_LM in nats for each text; second value says how the first token was scored."""
     bos = lm.tokenizer.bos_token_id
+    # Only a BOS the tokenizer really puts in front of text counts: SmolLM2 declares
+    # <|im_start|> as bos_token (a chat marker) but never adds it.
+    if bos is not None:
+        probe = lm.tokenizer("a", add_special_tokens=True)["input_ids"]
+        bos = bos if probe and probe[0] == bos else None
     how = f"first token scored from BOS id {bos}" if bos is not None else \
         "no BOS token: first token unscored"
     out = []
