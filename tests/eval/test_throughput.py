@@ -1,0 +1,14 @@
+from eval.throughput import ThroughputConfig, measure
+
+
+def test_throughput_machinery_on_tiny_model():
+    cfg = ThroughputConfig(model="tiny-random", device="cpu", lengths=[4, 8], reps=2,
+                           fit_texts=1, fit_length=5, mlflow=False)
+    r = measure(cfg, log=lambda *_: None)
+    assert [row["n_tokens"] for row in r["rows"]] == [4, 8]
+    for row in r["rows"]:
+        assert row["one_pass_s"] > 0 and row["ar_s"] > 0
+        assert abs(row["ratio"] - row["ar_s"] / row["one_pass_s"]) < 1e-9
+    assert r["n_tokens"] == 8 and r["ratio"] == r["rows"][-1]["ratio"]
+    # the fitted text really decodes in one pass, so the timing is of a working solution
+    assert r["fit_solved"] == 1 and r["fit_decode_accuracy"] == [1.0]
