@@ -125,3 +125,11 @@ def test_paper_recipe_is_the_papers():
     p = get_recipe("paper")
     assert (p.lr, p.beta1, p.beta2, p.weight_decay, p.init_std, p.max_steps, p.prefix,
             p.arrangement) == (1e-2, 0.9, 0.9, 1e-2, 1.0, 5000, "", "e_m")
+
+
+def test_cosine_schedule_has_its_own_horizon():
+    from proto.fit import _lr_factor
+    r = Recipe(schedule="cosine", schedule_steps=100, max_steps=2000)
+    f = _lr_factor(r, torch.tensor([0.0, 50.0, 100.0, 1500.0]))
+    assert torch.allclose(f, torch.tensor([1.0, 0.55, 0.1, 0.1]), atol=1e-6)
+    assert torch.equal(_lr_factor(Recipe(), torch.tensor([7.0])), torch.tensor([1.0]))
