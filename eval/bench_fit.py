@@ -16,7 +16,6 @@ flop_utilisation (and the raw numbers). Logged to MLflow (experiment `eval`).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -172,15 +171,8 @@ def bench(cfg: BenchConfig, log=print) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None)
-    p.add_argument("overrides", nargs="*", help="key=value")
-    a = p.parse_args(argv)
-    try:
-        cfg = C.load(BenchConfig, a.config, a.overrides)
-    except C.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    cfg = C.parse_cli(BenchConfig, __doc__, argv, prog="python -m eval.bench_fit")
+    if cfg is None:
         return 2
     with mlflow_run("eval", cfg, run_name="bench_fit", enabled=cfg.mlflow) as mr:
         r = bench(cfg)

@@ -16,7 +16,6 @@ Writes outputs/recipes/<run>/results.json, table.md, steps.png; logs to MLflow `
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -216,14 +215,8 @@ def plot(results: list[dict], path: Path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None)
-    p.add_argument("overrides", nargs="*", help="key=value")
-    a = p.parse_args(argv)
-    try:
-        cfg = C.load(RecipesConfig, a.config, a.overrides)
-    except C.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    cfg = C.parse_cli(RecipesConfig, __doc__, argv, prog="python -m eval.recipes")
+    if cfg is None:
         return 2
     out = Path(cfg.out) / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ largest N), per-length rows, fit_seconds_per_text. Logged to MLflow (experiment 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -110,15 +109,8 @@ def measure(cfg: ThroughputConfig, log=print) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None)
-    p.add_argument("overrides", nargs="*", help="key=value")
-    a = p.parse_args(argv)
-    try:
-        cfg = C.load(ThroughputConfig, a.config, a.overrides)
-    except C.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    cfg = C.parse_cli(ThroughputConfig, __doc__, argv, prog="python -m eval.throughput")
+    if cfg is None:
         return 2
     with mlflow_run("eval", cfg, run_name="throughput", enabled=cfg.mlflow) as mr:
         r = measure(cfg)

@@ -194,3 +194,22 @@ def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | No
 
 def dump_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None) -> T | None:
+    """The shared front of a command: `[--config FILE] [key=value ...]` -> validated config.
+
+    Returns None after printing one `error:` line when the config is bad (callers exit 2).
+    """
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(prog=prog, description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help=f"YAML file of {cls.__name__} fields")
+    p.add_argument("overrides", nargs="*", help="key=value (dotted keys for nested fields)")
+    a = p.parse_args(argv)
+    try:
+        return load(cls, a.config, a.overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None

@@ -300,9 +300,8 @@ class Fitter:
                     continue
                 if len(row_idx) + len(u.rows) > self.batch_size:
                     break
-                waiting.pop()
                 uid = len(unit_ids)
-                unit_ids.append(_unit_pos[id(u)])
+                unit_ids.append(waiting.pop())
                 for kind in ("e", "m"):
                     if modes[kind] == "row":
                         tabs[kind].add(torch.cat([vec_init(kind, u, ri) for ri in u.rows]))
@@ -323,7 +322,6 @@ class Fitter:
                     row_unit.append(uid)
                     row_secs[ri] = 0.0
 
-        _unit_pos = {id(u): i for i, u in enumerate(units)}
         admit()
         while row_idx:
             t0 = time.perf_counter()

@@ -62,3 +62,11 @@ def test_every_shipped_yaml_parses_into_its_config():
             C.load(cls, root / rel)
             found += 1
     assert found == len(owners)
+
+
+def test_parse_cli_returns_config_or_none_with_one_error_line(capsys):
+    cfg = C.parse_cli(Outer, "doc", ["steps=3", "inner.lr=0.2"])
+    assert cfg == Outer(Inner(0.2, "x"), 3)
+    assert C.parse_cli(Outer, "doc", ["nope=1"]) is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "unknown key" in err[0]
