@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from proto import config as C
+from proto.io import atomic_write_bytes, atomic_write_json
 
 from . import corpus as K
 from .sources import SourceError
@@ -370,9 +371,9 @@ def build(cfg: BuildConfig, lm=None) -> dict:
         # Nothing is written before the config, the model and the sources have been accepted.
         if have is None:
             root.mkdir(parents=True, exist_ok=True)
-            K.atomic_write_json(root / "build.json", info)
+            atomic_write_json(root / "build.json", info)
         if rank == 0:
-            K.atomic_write_bytes(root / "config.yaml", C.dump_yaml(cfg).encode())
+            atomic_write_bytes(root / "config.yaml", C.dump_yaml(cfg).encode())
         prog = Progress(rank, world, 0, cfg.progress_seconds)
         for k, v in text_stats.items():
             prog.line(f"sources: {k}: {v}")
@@ -471,7 +472,7 @@ def build(cfg: BuildConfig, lm=None) -> dict:
                    "h_lm": "nats; " + _h_lm_how(lm), "counts": counts,
                    "warm_text_ids": [t.text_id for t in warm],
                    "shards": shards, "pairs": pairs, "missing_chunks": missing}
-            K.atomic_write_json(man_path, man)
+            atomic_write_json(man_path, man)
         secs = time.time() - t_start
         summary = {
             "corpus": str(root), "status": status, "texts": counts["texts"],

@@ -23,14 +23,14 @@ Readers: `read_corpus(path)` -> datasets.Dataset of all shards; plain
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from proto.io import atomic_write_json, fsync_replace, sha256_file, tmp_in
 
 FORMAT = "protospace.corpus/1"
 SHARDS, PAIRS = "shards", "pairs"
@@ -75,44 +75,7 @@ PAIR_SCHEMA = pa.schema([
 
 
 # ---------------------------------------------------------------- atomic files
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _tmp_in(path: Path) -> str:
-    # ".chunk-00001.parquet.<random>.tmp": hidden and never matching *.parquet
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return tmp
-
-
-def _fsync_replace(tmp: str, path: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_in(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        _fsync_replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, default=str) + "\n").encode())
-
+# (the writers themselves live in proto.io)
 
 def remove_stale_temps(directory: Path, stem: str) -> None:
     """Delete temp files left by a killed write of `stem` (only the caller's own chunks)."""
@@ -143,12 +106,12 @@ def write_shard(root: str | Path, kind: str, i: int, table: pa.Table) -> dict:
         side = {"path": None, "chunk": i, "rows": 0, "sha256": None, "bytes": 0}
         atomic_write_json(side_path, side)
         return side
-    tmp = _tmp_in(pq_path)
+    tmp = tmp_in(pq_path)
     try:
         pq.write_table(table, tmp)
         sha = sha256_file(tmp)
         size = os.path.getsize(tmp)
-        _fsync_replace(tmp, pq_path)
+        fsync_replace(tmp, pq_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -223,11 +186,11 @@ def list_shards(root: str | Path, kind: str = SHARDS) -> list[dict]:
 def save_m(root: str | Path, m, meta: dict) -> None:
     from safetensors.torch import save_file
     path = Path(root) / "m.safetensors"
-    tmp = _tmp_in(path)
+    tmp = tmp_in(path)
     try:
         save_file({"m": m.detach().float().cpu().contiguous()}, tmp,
                   metadata={"protospace": json.dumps(meta, default=str)})
-        _fsync_replace(tmp, path)
+        fsync_replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -29,7 +29,7 @@ from proto import config as C
 from proto.fit import RECIPES, FitRow, Fitter, fit_shared_m, get_recipe
 from proto.models import DEFAULT_MODEL, load_model
 from proto.tracking import run as mlflow_run
-from proto.tracking import save_json
+from proto.io import atomic_write_json
 
 
 @dataclasses.dataclass
@@ -110,7 +110,7 @@ def study(cfg: RecipesConfig, log=print) -> dict:
             for src in cfg.sources:
                 sample_texts(src, n, cfg.n_texts, cfg.seed)
             sample_texts(cfg.sources[0], n, cfg.n_texts + cfg.warm_texts, cfg.seed + 1)
-        save_json(cfg.texts_json, drawn)
+        atomic_write_json(cfg.texts_json, drawn)
         return {"model": lm.identity, "results": [], "dumped": cfg.texts_json}
     cands = builtin_candidates()
     cands.update({c.name: c for c in cfg.variants})
@@ -226,7 +226,7 @@ def main(argv=None):
         if cfg.dump_texts:
             print(json.dumps({"texts_json": cfg.texts_json}))
             return 0
-        save_json(out / "results.json", rep)
+        atomic_write_json(out / "results.json", rep)
         md = table(rep["results"])
         (out / "table.md").write_text(md + "\n")
         print(md)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from .io import sha256_file
+
 DEFAULT_MODEL = "smollm2-135m"
 ALIASES = ("smollm2-135m", "gemma3-270m", "tiny-random")
 
@@ -153,14 +155,6 @@ def _gemma3_gguf() -> Path:
 _GGUF_ALIASES = {"smollm2-135m": _smollm2_gguf, "gemma3-270m": _gemma3_gguf}
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _sha256_state(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -211,9 +205,9 @@ def _cached_alias_dir(alias: str, verbose: bool) -> Path:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     weights = sorted(tmp.glob("*.safetensors"))
-    digest = hashlib.sha256("".join(_sha256_file(w) for w in weights).encode()).hexdigest()
+    digest = hashlib.sha256("".join(sha256_file(w) for w in weights).encode()).hexdigest()
     (tmp / "protospace.json").write_text(json.dumps(
-        {"alias": alias, "gguf": gguf.name, "gguf_sha256": _sha256_file(gguf),
+        {"alias": alias, "gguf": gguf.name, "gguf_sha256": sha256_file(gguf),
          "weights_sha256": digest}, indent=1))
     if target.exists():
         shutil.rmtree(target)
@@ -279,7 +273,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
             if not p.is_file():
                 raise ModelLoadError(f"GGUF file not found: {name}")
             load_from, kw = str(p.parent), {"gguf_file": p.name}
-            digest = _sha256_file(p)
+            digest = sha256_file(p)
         else:
             load_from, kw, digest = name, {}, None
             if not Path(name).exists() and not _hub_reachable():

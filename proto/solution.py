@@ -8,11 +8,11 @@ Written atomically (temp file + rename) so a crash never leaves half a file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .io import atomic_write_bytes
 
 FORMAT = "protospace.solution/1"
 
@@ -22,22 +22,12 @@ class SolutionError(ValueError):
 
 
 def save(path: str | Path, e: torch.Tensor, m: torch.Tensor | None, meta: dict) -> Path:
-    from safetensors.torch import save_file
-    path = Path(path)
+    from safetensors.torch import save as to_bytes
     tensors = {"e": e.detach().float().cpu().contiguous()}
     if m is not None:
         tensors["m"] = m.detach().float().cpu().contiguous()
     meta = {"format": FORMAT, **meta}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"protospace": json.dumps(meta)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, to_bytes(tensors, metadata={"protospace": json.dumps(meta)}))
 
 
 def load(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None, dict]:

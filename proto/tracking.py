@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from .config import flatten, to_dict
@@ -90,13 +89,3 @@ def run(experiment: str, config=None, run_name: str | None = None, enabled: bool
         if flat:
             mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
         yield handle
-
-
-def save_json(path: str | Path, obj) -> None:
-    """Atomic JSON write."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-    os.replace(tmp, p)

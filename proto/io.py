@@ -1,0 +1,51 @@
+"""Atomic file writes and file hashes shared by every package.
+
+A write goes to a hidden temp file in the target's directory (`.NAME.<random>.tmp`, never
+matching the target's pattern), is fsynced, then renamed over the target: a crash leaves
+either the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tmp_in(path: Path) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def fsync_replace(tmp: str, path: Path) -> None:
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_in(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        fsync_replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=1, default=str) + "\n").encode())
