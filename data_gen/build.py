@@ -311,6 +311,37 @@ def _wait_for(path: Path, seconds: float, what: str):
         time.sleep(0.5)
 
 
+GENERATED = "generated.json"
+
+
+def _generator(lm, root: Path, rank: int, wait_seconds: float):
+    """The `generated` source's sampler, cached in the corpus as generated.json.
+
+    Sampling is seeded, but logits (and so draws) can differ with thread count or device;
+    the cache makes a resumed build or another rank use exactly the texts fitted first.
+    """
+    from proto.decode import sample_continuations
+    made: dict = {}
+
+    def generate(contexts, k, n, seed):
+        key = f"n={n}|k={k}|seed={seed}|" + hashlib.sha256(
+            json.dumps(contexts).encode()).hexdigest()[:16]
+        path = root / GENERATED
+        if not path.exists() and rank > 0:
+            _wait_for(path, wait_seconds, "rank 0's generated texts")
+        if path.exists():
+            try:
+                cached = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise C.ConfigError(f"{path} is unreadable ({exc}); move it away to "
+                                    f"regenerate") from None
+            if key in cached:
+                return cached[key]
+        made[key] = sample_continuations(lm, contexts, k, n, seed)
+        return made[key]
+    return generate, made
+
+
 def _scan(root: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[int]]:
     """Sidecars of present shards (size-checked) and the chunks still missing."""
     shards, pairs, missing = [], [], []
@@ -360,7 +391,9 @@ def build(cfg: BuildConfig, lm=None) -> dict:
         if have is not None:
             _refuse_if_different(root, have, info)
 
-        texts, text_stats = corpus_texts(cfg.sources, lm.tokenize, lm.detokenize, cfg.seed)
+        generate, generated = _generator(lm, root, rank, cfg.wait_seconds)
+        texts, text_stats = corpus_texts(cfg.sources, lm.tokenize, lm.detokenize, cfg.seed,
+                                         generate)
         if not texts:
             raise C.ConfigError("the sources gave no texts (counts all 0?)")
         for t in texts:
@@ -374,6 +407,10 @@ def build(cfg: BuildConfig, lm=None) -> dict:
             atomic_write_json(root / "build.json", info)
         if rank == 0:
             atomic_write_bytes(root / "config.yaml", C.dump_yaml(cfg).encode())
+            if generated:
+                old = json.loads((root / GENERATED).read_text()) if (
+                    root / GENERATED).exists() else {}
+                atomic_write_json(root / GENERATED, {**old, **generated})
         prog = Progress(rank, world, 0, cfg.progress_seconds)
         for k, v in text_stats.items():
             prog.line(f"sources: {k}: {v}")
@@ -404,6 +441,7 @@ def build(cfg: BuildConfig, lm=None) -> dict:
             m = m.float()
 
         # ---- chunks
+        t_chunks = time.time()
         n_chunks = math.ceil(len(texts) / cfg.chunk_size)
         mine = [i for i in range(n_chunks) if i % world == rank]
         prog.total = sum(len(texts[i * cfg.chunk_size:(i + 1) * cfg.chunk_size]) for i in mine)
@@ -442,6 +480,7 @@ def build(cfg: BuildConfig, lm=None) -> dict:
                                                 table.column("solved").to_pylist()) if s})
                 prog.chunk_done(i, len(chunk_texts), solved, len(mine) - j - 1)
 
+        chunk_seconds = time.time() - t_chunks
         # ---- manifest
         shards, pairs, missing = _scan(root, n_chunks)
         status = "complete" if not missing else "partial"
@@ -482,6 +521,7 @@ def build(cfg: BuildConfig, lm=None) -> dict:
             "chunks_skipped": skipped, "chunks_redone": redone,
             "missing_chunks": len(missing), "rank": rank, "world_size": world,
             "model": lm.name, "seconds": round(secs, 2),
+            "chunk_seconds": round(chunk_seconds, 2), "texts_fitted": prog.done,
             "texts_per_hour": round(prog.done / secs * 3600, 1) if secs > 0 else 0.0,
         }
         summary["_tables"] = (stats_tab, pairs_tab)

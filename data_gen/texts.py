@@ -7,6 +7,11 @@ Sources (`name` of a SourceConfig):
                      (`field` of each record) and .parquet (column `field`); globs allowed
   hub                a Hugging Face dataset streamed with datasets.load_dataset(..., streaming=True)
                      (needs a network or a cache), first `max_records` records, key `field`
+  generated          the model's own continuations: `count` contexts of N tokens are cut from
+                     `context_source` (any source above but random-words, with its fields), and
+                     the model samples `continuations` continuations of N tokens from each
+                     (multinomial, T=1); the continuations are the texts, and the ones of one
+                     context share its context_id, so same-context solutions exist (paper Sec. 4)
 
 For each requested length N, a source yields `count` texts of exactly N tokens: windows of N
 tokens cut at multiples of N from each document's token ids, drawn with an RNG seeded by
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import itertools
 import json
 import random
@@ -27,7 +33,7 @@ from typing import Callable, Iterator
 
 from .sources import SourceError, gutenberg_documents, random_word_text, text_id
 
-SOURCE_NAMES = ("britannica", "plays", "random-words", "files", "hub")
+SOURCE_NAMES = ("britannica", "plays", "random-words", "files", "hub", "generated")
 
 
 @dataclasses.dataclass
@@ -44,6 +50,8 @@ class SourceConfig:
     split: str = "train"            # hub: split
     max_records: int = 2000         # hub: records read from the stream
     context_tokens: int = 512       # context_id block size in tokens
+    context_source: str = "britannica"  # generated: where the contexts come from
+    continuations: int = 4          # generated: sampled continuations per context
 
     def __post_init__(self):
         if self.name not in SOURCE_NAMES:
@@ -60,6 +68,13 @@ class SourceConfig:
             raise ValueError("source hub needs dataset: ORG/NAME")
         if self.context_tokens < 1:
             raise ValueError("context_tokens must be >= 1")
+        if self.name == "generated":
+            if self.context_source not in SOURCE_NAMES or self.context_source in (
+                    "generated", "random-words"):
+                raise ValueError("source generated: context_source must be britannica, plays, "
+                                 "files or hub")
+            if self.continuations < 1:
+                raise ValueError("source generated: continuations must be >= 1")
 
     @property
     def source_label(self) -> str:
@@ -144,7 +159,8 @@ def _file_documents(src: SourceConfig) -> Iterator[tuple[str, str]]:
 def check_sources(sources: list[SourceConfig]) -> None:
     """Fail fast (before a model loads) on missing, unreadable or non-UTF-8 local files."""
     for src in sources:
-        if src.name != "files":
+        if src.name != "files" and not (src.name == "generated"
+                                         and src.context_source == "files"):
             continue
         for path in _expand(src.paths):
             suffix = path.suffix.lower()
@@ -194,10 +210,38 @@ def documents(src: SourceConfig) -> Iterator[tuple[str, str]]:
 
 # ---------------------------------------------------------------- texts
 
+# generate(contexts, k, n, seed) -> for each context, k sampled continuations of n token ids
+Generate = Callable[[list[list[int]], int, int, int], list[list[list[int]]]]
+
+
+def _generated_texts(src: SourceConfig, tokenize, detokenize, seed: int, stats: dict,
+                     generate: Generate | None) -> list[Text]:
+    if generate is None:
+        raise SourceError("source generated needs the model (only data_gen.build can make it)")
+    label = src.source_label
+    ctx_src = dataclasses.replace(src, name=src.context_source, label="")
+    contexts = source_texts(ctx_src, tokenize, detokenize, seed, stats)
+    out: list[Text] = []
+    for n in src.lengths:
+        ctx = [c for c in contexts if len(c.token_ids) == n]
+        conts = generate([c.token_ids for c in ctx], src.continuations, n,
+                         int.from_bytes(hashlib.sha256(f"{seed}|{label}|{n}".encode())
+                                        .digest()[:4], "little"))
+        for c, ks in zip(ctx, conts):
+            for ids in ks:
+                ids = list(ids)[:n]
+                out.append(Text(text_id(label, ids), label, f"{label}:{c.text_id}", ids,
+                                detokenize(ids)))
+    return out
+
+
 def source_texts(src: SourceConfig, tokenize: Callable[[str], list[int]],
-                 detokenize: Callable[[list[int]], str], seed: int, stats: dict) -> list[Text]:
+                 detokenize: Callable[[list[int]], str], seed: int, stats: dict,
+                 generate: Generate | None = None) -> list[Text]:
     label = src.source_label
     out: list[Text] = []
+    if src.name == "generated":
+        return _generated_texts(src, tokenize, detokenize, seed, stats, generate)
     if src.name == "random-words":
         for n in src.lengths:
             rng = random.Random(f"{seed}|{label}|{n}")
@@ -232,14 +276,14 @@ def source_texts(src: SourceConfig, tokenize: Callable[[str], list[int]],
     return out
 
 
-def corpus_texts(sources: list[SourceConfig], tokenize, detokenize, seed: int
-                 ) -> tuple[list[Text], dict]:
+def corpus_texts(sources: list[SourceConfig], tokenize, detokenize, seed: int,
+                 generate: Generate | None = None) -> tuple[list[Text], dict]:
     """All texts in a fixed order (sources, then lengths, then document order), deduplicated."""
     stats: dict = {}
     seen: set[str] = set()
     out: list[Text] = []
     for src in sources:
-        for t in source_texts(src, tokenize, detokenize, seed, stats):
+        for t in source_texts(src, tokenize, detokenize, seed, stats, generate):
             if t.text_id in seen:
                 stats["duplicates"] = stats.get("duplicates", 0) + 1
                 continue

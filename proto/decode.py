@@ -100,6 +100,43 @@ def autoregressive(lm: LoadedModel, arr: Arrangement, mem: torch.Tensor, n: int)
     return out[:, -n:]
 
 
+@torch.no_grad()
+def sample_continuations(lm: LoadedModel, contexts: list[list[int]], k: int, n: int,
+                         seed: int = 0, batch_size: int = 64) -> list[list[list[int]]]:
+    """k continuations of n tokens for each context, sampled from the LM's full distribution
+    (multinomial, temperature 1, no top-k/top-p, end-of-text tokens allowed as ordinary tokens).
+
+    A plain KV-cache loop with its own torch.Generator rather than HF generate: generate's
+    defaults (generation_config top_k/top_p, eos stopping) would change the distribution, and
+    a private generator keeps the draw independent of the global RNG state.
+    """
+    out: list[list[list[int]]] = [[] for _ in contexts]
+    gen = torch.Generator(device=lm.device).manual_seed(seed)
+    jobs = [(i, ctx) for i, ctx in enumerate(contexts) for _ in range(k)]
+    # equal-length contexts batch without padding; group by length to keep that true
+    jobs.sort(key=lambda j: len(j[1]))
+    for b in range(0, len(jobs), batch_size):
+        part = jobs[b:b + batch_size]
+        groups: dict[int, list] = {}
+        for j in part:
+            groups.setdefault(len(j[1]), []).append(j)
+        for group in groups.values():
+            x = torch.tensor([c for _, c in group], dtype=torch.long, device=lm.device)
+            res = lm.model(input_ids=x, use_cache=True)
+            cache, toks = res.past_key_values, []
+            for step in range(n):
+                p = torch.softmax(res.logits[:, -1].float(), -1)
+                t = torch.multinomial(p, 1, generator=gen)
+                toks.append(t)
+                if step + 1 < n:
+                    res = lm.model(input_ids=t, past_key_values=cache, use_cache=True)
+                    cache = res.past_key_values
+            ids = torch.cat(toks, 1).tolist()
+            for (i, _), row in zip(group, ids):
+                out[i].append(row)
+    return out
+
+
 if __name__ == "__main__":
     import sys
 

@@ -119,7 +119,7 @@ def embedding_std(lm: LoadedModel) -> float:
     return float(lm.embed(ids).float().std())
 
 
-def _init_vector(seed: int, d: int, std: float) -> torch.Tensor:
+def init_vector(seed: int, d: int, std: float) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(d, generator=g) * std
 
@@ -284,7 +284,7 @@ class Fitter:
             key, rs = (rows[ridx].key, rows[ridx].restart) if ridx is not None else (unit.key,
                                                                                    unit.restart)
             # Paper scheme: N(0, init_std); default init_std is the embedding std.
-            v = _init_vector(row_seed(self.seed, key, rs, kind), d, self.std)
+            v = init_vector(row_seed(self.seed, key, rs, kind), d, self.std)
             if kind == "e" and self.e_center is not None:
                 v = v + self.e_center
             return v.reshape(1, d)

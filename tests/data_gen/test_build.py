@@ -210,3 +210,31 @@ def test_unknown_source_and_every_data_gen_yaml_parses(tmp_path):
     for y in sorted((ROOT / "configs" / "data_gen").glob("*.yaml")):
         cfg = C.load(B.BuildConfig, y)
         assert cfg.sources and cfg.out
+
+
+def test_generated_source_groups_continuations_by_context_and_resumes_from_cache(
+        tmp_path, tiny, monkeypatch):
+    out = tmp_path / "gen"
+    src = ("sources=[{name: generated, context_source: britannica, count: 2, lengths: [6], "
+           "continuations: 3}]")
+    s = B.build(_cfg(out, src, "restart_fraction=0", "warm_texts=2", "warm_steps=5"), lm=tiny)
+    assert s["status"] == "complete" and s["texts"] == 6
+    t = K.read_table(out, K.SHARDS, ["source", "context_id", "token_ids"])
+    ctx = t.column("context_id").to_pylist()
+    assert set(t.column("source").to_pylist()) == {"generated"}
+    assert sorted(ctx.count(c) for c in set(ctx)) == [3, 3]
+    assert all(len(ids) == 6 for ids in t.column("token_ids").to_pylist())
+    assert (out / B.GENERATED).exists()
+    # a resumed build must take the texts from the corpus, never sample them again
+    import proto.decode
+    monkeypatch.setattr(proto.decode, "sample_continuations",
+                        lambda *a, **k: pytest.fail("resampled instead of using the cache"))
+    shutil.rmtree(out / K.SHARDS)
+    again = B.build(_cfg(out, src, "restart_fraction=0", "warm_texts=2", "warm_steps=5"), lm=tiny)
+    assert again["texts"] == 6 and again["chunks_done"] >= 1
+
+
+def test_generated_source_needs_a_context_source_with_documents():
+    from data_gen.texts import SourceConfig
+    with pytest.raises(ValueError, match="context_source"):
+        SourceConfig(name="generated", context_source="random-words")
