@@ -14,8 +14,9 @@ refused (change `out`, or delete the directory yourself).
 
 What a build does (design.md, "Corpus format"):
   1. enumerate the texts from `sources` (data_gen/texts.py), deterministic for the config;
-  2. fit the shared m jointly with the e's of `warm_texts` of them (rank 0; others wait for
-     m.safetensors);
+  2. make the shared m (rank 0; others wait for m.safetensors): `m_init` joint (fitted jointly
+     with the e's of `warm_texts` texts, design.md's recipe), rowmean (mean of the m's of the
+     warm texts fitted one by one) or random (no warm-up); see README for which fits fastest;
   3. cut the text list into chunks of `chunk_size` texts; rank r takes chunks i with
      i % WORLD_SIZE == r and fits each in ONE Fitter.fit call with m frozen (a redone chunk is
      bit-identical on the same hardware and thread count); a text picked by `restart_fraction`
@@ -66,8 +67,12 @@ class BuildConfig:
     restart_fraction: float = 0.1         # share of texts fitted `restarts` times (others once)
     chunk_size: int = 32                  # texts per work chunk (one shard each)
     batch_size: int = 32                  # rows per forward pass
-    warm_texts: int = 16                  # texts whose e's are fitted jointly with m
-    warm_steps: int = 300                 # steps of that joint fit
+    m_init: str = "joint"                 # how the shared m is made, then frozen:
+    #   joint    fitted jointly with the e's of `warm_texts` texts (design.md's recipe)
+    #   rowmean  the warm texts fitted each with its own m; m = the mean of those m's
+    #   random   N(0, init std) like any initial vector; no warm-up
+    warm_texts: int = 16                  # texts of the m warm-up
+    warm_steps: int = 300                 # steps of the warm-up fit
     pairs_per_chunk: int = 2              # connectivity checks per chunk (restart pairs)
     bezier_steps: int = 100               # control-point training steps per Bezier curve
     bezier_samples: int = 8               # t samples per Bezier step
@@ -92,6 +97,8 @@ class BuildConfig:
         for name in ("warm_texts", "pairs_per_chunk", "bezier_steps", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if self.m_init not in ("joint", "rowmean", "random"):
+            raise ValueError(f"m_init must be joint, rowmean or random, not {self.m_init!r}")
         if not 0.0 <= self.restart_fraction <= 1.0:
             raise ValueError("restart_fraction must be in [0, 1]")
         if self.bezier_lr <= 0:
@@ -139,6 +146,37 @@ def warm_set(cfg: BuildConfig, texts: list[Text]) -> list[Text]:
     rng = random.Random(f"{cfg.seed}|warm")
     idx = sorted(rng.sample(range(len(texts)), min(cfg.warm_texts, len(texts))))
     return [texts[i] for i in idx]
+
+
+def shared_m(lm, cfg: BuildConfig, recipe, warm: list[Text], prog):
+    """The corpus's m (see BuildConfig.m_init) and the metadata saved with it."""
+    import torch
+
+    from proto.fit import FitRow, Fitter, embedding_std, fit_shared_m, init_vector
+    meta = {"m_init": cfg.m_init}
+    if cfg.m_init == "random":
+        prog.line("shared m: a random vector (m_init=random), no warm-up")
+        return init_vector(cfg.seed * 7919 + 17, lm.d_model,
+                           recipe.init_std or embedding_std(lm)).to(lm.device), meta
+    prog.line(f"shared m ({cfg.m_init}): fitting {len(warm)} warm-up texts "
+              f"(<= {cfg.warm_steps} steps)")
+    cb = prog.fit_cb("warm-up")
+    toks = [t.token_ids for t in warm]
+    if cfg.m_init == "joint":
+        m, wres = fit_shared_m(lm, toks, recipe, steps=cfg.warm_steps, seed=cfg.seed,
+                               progress=cb)
+    else:
+        fitter = Fitter(lm, dataclasses.replace(recipe, max_steps=cfg.warm_steps),
+                        batch_size=cfg.batch_size, seed=cfg.seed)
+        wres = fitter.fit([FitRow(ids, f"warm{i}", 0) for i, ids in enumerate(toks)],
+                          progress=cb)
+        m = torch.stack([r.m for r in wres]).mean(0)
+    meta.update({"warm_text_ids": [t.text_id for t in warm],
+                 "warm_solved": sum(r.solved for r in wres),
+                 "warm_accuracy_mean": sum(r.accuracy for r in wres) / len(wres),
+                 "warm_steps": cfg.warm_steps})
+    prog.line(f"shared m: {meta['warm_solved']}/{len(wres)} warm-up texts solved")
+    return m, meta
 
 
 # ---------------------------------------------------------------- one chunk
@@ -422,16 +460,9 @@ def build(cfg: BuildConfig, lm=None) -> dict:
         if arr.uses_m:
             if not m_path.exists() and rank == 0:
                 K.remove_stale_temps(root, m_path.name)
-                prog.line(f"fitting shared m on {len(warm)} warm-up texts "
-                          f"({cfg.warm_steps} steps)")
-                m_fit, wres = fit_shared_m(lm, [t.token_ids for t in warm], recipe,
-                                           steps=cfg.warm_steps, seed=cfg.seed)
-                K.save_m(root, m_fit, {
-                    "fingerprint": info["fingerprint"], "model": lm.identity,
-                    "warm_text_ids": [t.text_id for t in warm],
-                    "warm_solved": sum(r.solved for r in wres),
-                    "warm_accuracy_mean": sum(r.accuracy for r in wres) / len(wres),
-                    "warm_steps": cfg.warm_steps})
+                m_fit, meta = shared_m(lm, cfg, recipe, warm, prog)
+                K.save_m(root, m_fit, {"fingerprint": info["fingerprint"],
+                                       "model": lm.identity, **meta})
             elif not m_path.exists():
                 prog.line("waiting for rank 0 to write m.safetensors")
                 _wait_for(m_path, cfg.wait_seconds, "the shared m")

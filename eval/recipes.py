@@ -11,6 +11,9 @@ random-word texts are fitted in one batched run; the table gives median and p90 
 spent (restarts cost their rows). Candidates are recipes plus how m is obtained:
   m_mode: row     each text has its own m (fitted with e)
           warm    m fitted once jointly on `warm_texts` other texts, then frozen
+                  (`warm_overrides`: Recipe fields for that joint fit only, e.g. a lower lr)
+          rowmean the warm texts fitted each with its own m; the mean of those m's, frozen
+          random  a random m (N(0, init std), like any initial vector), frozen
   restarts/race:  several rows per text; the first to solve ends the others.
 Writes outputs/recipes/<run>/results.json, table.md, steps.png; logs to MLflow `eval`.
 """
@@ -26,7 +29,8 @@ from pathlib import Path
 import torch
 
 from proto import config as C
-from proto.fit import RECIPES, FitRow, Fitter, fit_shared_m, get_recipe
+from proto.fit import (RECIPES, FitRow, Fitter, init_vector, embedding_std, fit_shared_m,
+                       get_recipe)
 from proto.models import DEFAULT_MODEL, load_model
 from proto.tracking import run as mlflow_run
 from proto.io import atomic_write_json
@@ -37,14 +41,16 @@ class Candidate:
     name: str
     recipe: str = "default"                 # base recipe name
     overrides: dict = dataclasses.field(default_factory=dict)  # Recipe field overrides
-    m_mode: str = "row"                     # row | warm
+    m_mode: str = "row"                     # row | warm | rowmean | random
+    warm_overrides: dict = dataclasses.field(default_factory=dict)  # warm fit only
     e_init: str = "random"                  # random | warm_mean (centre on the warm-up e's)
     restarts: int = 1
     race: bool = True
 
     def __post_init__(self):
-        if self.m_mode not in ("row", "warm"):
-            raise ValueError(f"candidate {self.name}: m_mode must be row or warm")
+        if self.m_mode not in ("row", "warm", "rowmean", "random"):
+            raise ValueError(f"candidate {self.name}: m_mode must be row, warm, rowmean or "
+                             f"random")
         if self.restarts < 1:
             raise ValueError(f"candidate {self.name}: restarts must be >= 1")
         get_recipe(self.recipe, **self.overrides)
@@ -130,19 +136,31 @@ def study(cfg: RecipesConfig, log=print) -> dict:
             m = None
             e_center = None
             warm_s = 0.0
-            if cand.m_mode == "warm":
-                wkey = (n, cand.recipe, json.dumps(cand.overrides, sort_keys=True))
+            if cand.m_mode == "random":
+                m = init_vector(cfg.seed + 7919, lm.d_model,
+                                 recipe.init_std or embedding_std(lm)).to(lm.device)
+            if cand.m_mode in ("warm", "rowmean"):
+                wkey = (n, cand.m_mode, cand.recipe, json.dumps(cand.overrides, sort_keys=True),
+                        json.dumps(cand.warm_overrides, sort_keys=True))
                 if wkey not in warm_cache:
                     t0 = time.time()
                     warm = sample_texts(cfg.sources[0], n, cfg.n_texts + cfg.warm_texts,
                                         cfg.seed + 1)
                     warm = [ids for _, ids in warm if all(ids != t for _, t in texts)]
-                    wm, wres = fit_shared_m(
-                        lm, warm[: cfg.warm_texts], recipe, steps=cfg.warm_steps, seed=cfg.seed)
+                    wrecipe = dataclasses.replace(recipe, **cand.warm_overrides)
+                    if cand.m_mode == "warm":
+                        wm, wres = fit_shared_m(lm, warm[: cfg.warm_texts], wrecipe,
+                                                steps=cfg.warm_steps, seed=cfg.seed)
+                    else:
+                        wres = Fitter(lm, dataclasses.replace(wrecipe, max_steps=cfg.warm_steps),
+                                      batch_size=cfg.batch_size, seed=cfg.seed).fit(
+                            [FitRow(ids, f"warm{i}", 0)
+                             for i, ids in enumerate(warm[: cfg.warm_texts])])
+                        wm = torch.stack([r.m for r in wres]).mean(0)
                     warm_cache[wkey] = (wm, torch.stack([r.e for r in wres]).mean(0))
                     warm_s = time.time() - t0
-                    log(f"  warm m for N={n}: {sum(r.solved for r in wres)}/{len(wres)} warm "
-                        f"texts solved jointly, {warm_s:.0f} s")
+                    log(f"  {cand.m_mode} m for N={n}: {sum(r.solved for r in wres)}/"
+                        f"{len(wres)} warm texts solved, {warm_s:.0f} s")
                 m, mean_e = warm_cache[wkey]
                 if cand.e_init == "warm_mean":
                     e_center = mean_e

@@ -238,3 +238,24 @@ def test_generated_source_needs_a_context_source_with_documents():
     from data_gen.texts import SourceConfig
     with pytest.raises(ValueError, match="context_source"):
         SourceConfig(name="generated", context_source="random-words")
+
+
+@pytest.mark.parametrize("m_init", ["random", "rowmean"])
+def test_shared_m_can_be_random_or_the_mean_of_warm_m(tmp_path, tiny, m_init):
+    out = tmp_path / m_init
+    s = B.build(_cfg(out, f"m_init={m_init}", "warm_steps=20",
+                     "sources=[{name: random-words, count: 3, lengths: [5]}]"), lm=tiny)
+    m, meta = K.load_m(out)
+    assert s["status"] == "complete" and meta["m_init"] == m_init
+    assert m.shape == (tiny.d_model,) and bool(m.abs().sum() > 0)
+    assert ("warm_solved" in meta) == (m_init == "rowmean")
+    # every row of the corpus was fitted with this m frozen: re-decoding with it reproduces them
+    from proto.arrangement import Arrangement, prefix_ids
+    from proto.decode import hits, one_pass
+    man = K.read_manifest(out)
+    t = K.read_table(out, K.SHARDS, ["token_ids", "e", "accuracy"])
+    arr = Arrangement(man["arrangement"]["name"], man["arrangement"]["prefix"])
+    import torch
+    for ids, e, acc in zip(*(t.column(c).to_pylist() for c in ("token_ids", "e", "accuracy"))):
+        pred = one_pass(tiny, arr, torch.tensor(e), m, len(ids))
+        assert abs(hits(pred, torch.tensor([ids]))[0][0] - acc) < 1e-6

@@ -1,0 +1,166 @@
+"""What the paper-table commands (eval.arrangements, eval.sharing, eval.capacity) share.
+
+Each of them is: a config dataclass, a `study(cfg, log)` that fits texts and returns a JSON-able
+report, and `table` / `plot` / `summary` / `metrics` views of that report. `main` below is the
+one front they all use: parse `--config FILE key=value ...`, run the study under an MLflow run
+(experiment `eval`), write config.yaml, results.json, table.md and the plot atomically into the
+config's `out` directory, print the table and, as the last stdout line, a JSON summary. A bad
+key, an unknown model or source, or a length the model cannot hold is one `error:` line and
+exit code 2.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from proto import config as C
+from proto.fit import Recipe, get_recipe
+from proto.io import atomic_write_bytes, atomic_write_json
+
+
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def progress_printer(log: Callable[[str], None], label: str, every_s: float):
+    """A Fitter progress callback that reports at most every `every_s` seconds."""
+    last = [time.time()]
+
+    def cb(p: dict):
+        now = time.time()
+        if every_s > 0 and now - last[0] >= every_s:
+            last[0] = now
+            log(f"  {label} step {p['step']}: {p['done']}/{p['total']} rows done, "
+                f"{p['solved']} solved, {p['active']} active, {p['step_seconds']:.2f} s/step, "
+                f"{p['seconds']:.0f} s")
+    return cb
+
+
+def resolve_recipe(name: str, overrides: dict, max_steps: int, **fixed) -> Recipe:
+    """The named recipe with the config's field overrides; max_steps > 0 replaces its cap."""
+    extra = dict(overrides)
+    if max_steps > 0:
+        extra["max_steps"] = max_steps
+    extra.update(fixed)
+    return get_recipe(name, **extra)
+
+
+def check_recipe(name: str, overrides: dict, max_steps: int) -> None:
+    """For __post_init__: an unknown recipe or Recipe field is a config error, found early."""
+    if max_steps < 0:
+        raise ValueError("max_steps must be >= 0 (0 = the recipe's own cap)")
+    resolve_recipe(name, overrides, max_steps)
+
+
+def prefix_texts(lm, source: str, max_len: int, count: int, seed: int) -> list[list[int]]:
+    """`count` texts of `max_len` tokens; the studies fit their prefixes, as the paper does
+    ('trained on prefixes of these texts at lengths ...')."""
+    from data_gen.sources import sample_texts
+    got = [ids for _, ids in sample_texts(lm.tokenize, source, max_len, count, seed=seed)]
+    if len(got) < count:
+        raise C.ConfigError(f"source {source!r} gave {len(got)} texts of {max_len} tokens, "
+                            f"{count} needed")
+    return got
+
+
+def check_fits(lm, recipe: Recipe, max_len: int) -> None:
+    from proto.arrangement import Arrangement, prefix_ids
+    arr = Arrangement(recipe.arrangement, prefix_ids(lm.tokenizer, recipe.prefix))
+    if arr.input_length(max_len) > lm.max_positions:
+        raise C.ConfigError(f"{max_len} tokens in arrangement {recipe.arrangement} need "
+                            f"{arr.input_length(max_len)} positions, more than the model's "
+                            f"context of {lm.max_positions}")
+
+
+def mean_std(xs) -> tuple[float, float]:
+    """Mean and population std (the paper's ± columns); NaN for an empty list."""
+    xs = [float(x) for x in xs]
+    if not xs:
+        return math.nan, math.nan
+    return statistics.fmean(xs), statistics.pstdev(xs)
+
+
+def pm(mean: float, std: float | None = None, digits: int = 2) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if std is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """threads > 0 pins torch's CPU threads for the run (set 1 when another job shares the
+    cores: oversubscribed cores slow every step many-fold), then restores them."""
+    old = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n > 0:
+            torch.set_num_threads(old)
+
+
+def save_figure(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def main(cls, doc: str, argv, name: str, study, table, plot, summary, metrics) -> int:
+    """The shared front of a paper-table command; returns the exit code."""
+    from data_gen.sources import SourceError
+    from proto.models import ModelLoadError
+    from proto.tracking import run as mlflow_run
+
+    cfg = C.parse_cli(cls, doc, argv, prog=f"python -m eval.{name}")
+    if cfg is None:
+        return 2
+    out = Path(cfg.out)
+    try:
+        if out.exists() and not out.is_dir():
+            raise C.ConfigError(f"out {out} exists and is not a directory")
+        with torch_threads(cfg.threads), \
+                mlflow_run("eval", cfg, run_name=name, enabled=cfg.mlflow) as mr:
+            t0 = time.time()
+            rep = study(cfg, log=stderr_log)
+            rep["seconds"] = time.time() - t0
+            md = table(rep)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out / "config.yaml", C.dump_yaml(cfg).encode())
+            atomic_write_json(out / "results.json", rep)
+            atomic_write_bytes(out / "table.md", (md + "\n").encode())
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            fig = plot(rep)
+            save_figure(fig, out / f"{name}.png")
+            mr.figure(fig, f"{name}.png")
+            plt.close(fig)
+            mr.metrics(metrics(rep))
+            mr.artifact(out / "results.json")
+            mr.artifact(out / "table.md")
+    except (C.ConfigError, ModelLoadError, SourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(md)
+    s = {"out": str(out), "model": rep["model"]["name"], "seconds": round(rep["seconds"], 1)}
+    s.update(summary(rep))
+    print(json.dumps(s))
+    return 0
