@@ -93,7 +93,7 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(ref, tmp_pat
     rng = random.Random(seed)
     # kill 1: somewhere after the warm-up starts; kill 2: somewhere after a chunk finished
     kills = []
-    for trigger in ("fitting shared m", "done |"):
+    for trigger in ("shared m (joint): fitting", "done |"):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60
