@@ -49,7 +49,7 @@ from .sources import SourceError
 from .texts import SourceConfig, Text, check_sources, corpus_texts
 
 # Config fields that do not change what a corpus contains: may differ between runs of a build.
-VOLATILE = ("out", "device", "threads", "mlflow", "wait_seconds", "progress_seconds")
+VOLATILE = ("out", "device", "threads", "mlflow", "wait_seconds", "progress_seconds", "order")
 
 
 @dataclasses.dataclass
@@ -82,6 +82,9 @@ class BuildConfig:
     threads: int = 0                      # torch CPU threads (0 = torch's default)
     wait_seconds: float = 7200.0          # ranks > 0: how long to wait for rank 0's m
     progress_seconds: float = 10.0        # progress line interval on stderr
+    order: str = "forward"                # forward | reverse: the order a rank takes its chunks;
+    # a second process of a lagging rank with order=reverse works from the other end (finished
+    # chunks are skipped when reached), so the rank's share ends sooner
     mlflow: bool = True
 
     def __post_init__(self):
@@ -99,6 +102,8 @@ class BuildConfig:
                 raise ValueError(f"{name} must be >= 0")
         if self.m_init not in ("joint", "rowmean", "random"):
             raise ValueError(f"m_init must be joint, rowmean or random, not {self.m_init!r}")
+        if self.order not in ("forward", "reverse"):
+            raise ValueError("order must be forward or reverse")
         if not 0.0 <= self.restart_fraction <= 1.0:
             raise ValueError("restart_fraction must be in [0, 1]")
         if self.bezier_lr <= 0:
@@ -475,6 +480,8 @@ def build(cfg: BuildConfig, lm=None) -> dict:
         t_chunks = time.time()
         n_chunks = math.ceil(len(texts) / cfg.chunk_size)
         mine = [i for i in range(n_chunks) if i % world == rank]
+        if cfg.order == "reverse":
+            mine.reverse()
         prog.total = sum(len(texts[i * cfg.chunk_size:(i + 1) * cfg.chunk_size]) for i in mine)
         done = skipped = redone = 0
         import pyarrow.parquet as pq

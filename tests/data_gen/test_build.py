@@ -259,3 +259,18 @@ def test_shared_m_can_be_random_or_the_mean_of_warm_m(tmp_path, tiny, m_init):
     for ids, e, acc in zip(*(t.column(c).to_pylist() for c in ("token_ids", "e", "accuracy"))):
         pred = one_pass(tiny, arr, torch.tensor(e), m, len(ids))
         assert abs(hits(pred, torch.tensor([ids]))[0][0] - acc) < 1e-6
+
+
+def test_a_second_process_in_reverse_order_completes_the_same_corpus(ref, tmp_path, tiny,
+                                                                     capsys):
+    out = tmp_path / "corpus"
+    shutil.copytree(ref[0], out)
+    for i in (1, 3):                          # two chunks left to do
+        for p in K.shard_paths(out, K.SHARDS, i) + K.shard_paths(out, K.PAIRS, i):
+            p.unlink(missing_ok=True)
+    capsys.readouterr()
+    s = B.build(_cfg(out, "order=reverse"), lm=tiny)
+    done = [int(x) for x in re.findall(r"chunk (\d+) done", capsys.readouterr().err)]
+    assert done == [3, 1] and s["chunks_done"] == 2
+    assert s["status"] == "complete" and _rows(out) == _rows(ref[0])
+    assert K.read_table(out, K.PAIRS).equals(K.read_table(ref[0], K.PAIRS))
