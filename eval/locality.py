@@ -31,7 +31,6 @@ Last stdout line: one JSON summary. A missing or non-corpus directory, an unfini
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -153,15 +152,9 @@ def default_out(kind: str, corpus: str) -> Path:
 
 
 def save_figure(fig, path: Path, mr=None) -> Path:
-    """PNG written atomically, then logged to MLflow under the same name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_in(path)
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        fsync_replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """PNG written atomically (eval.common), then logged to MLflow under the same name."""
+    from .common import save_figure as write_png
+    write_png(fig, path)
     if mr is not None:
         mr.figure(fig, path.name)
     return path
@@ -738,21 +731,8 @@ def plot_text_distance(textd: dict, title: str):
 
 def parse(cls, doc: str, argv, prog: str):
     """`--corpus DIR [--config FILE] [key=value ...]` -> config, or None after an error line."""
-    p = argparse.ArgumentParser(prog=prog, description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", default=None, help="corpus directory (data_gen.build output)")
-    p.add_argument("--config", default=None, help=f"YAML file of {cls.__name__} fields")
-    p.add_argument("overrides", nargs="*", help="key=value")
-    a = p.parse_args(argv)
-    try:
-        data = C.read_yaml(a.config) if a.config else {}
-        data = C.deep_merge(data, C.parse_overrides(a.overrides))
-        if a.corpus is not None:
-            data["corpus"] = a.corpus  # verbatim: a path is never YAML-parsed
-        return C.from_dict(cls, data)
-    except C.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
+    return C.parse_cli(cls, doc, argv, prog,
+                       paths={"corpus": "corpus directory (data_gen.build output)"})
 
 
 def main(argv=None) -> int:

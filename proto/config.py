@@ -196,20 +196,30 @@ def dump_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
 
 
-def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None) -> T | None:
-    """The shared front of a command: `[--config FILE] [key=value ...]` -> validated config.
+def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
+              paths: dict[str, str] | None = None) -> T | None:
+    """The shared front of a command: `[--config FILE] [--FIELD PATH ...] [key=value ...]`.
 
+    `paths` maps config fields to help texts for flags like `--corpus DIR`; their values are
+    taken verbatim (a path is never YAML-parsed) and win over the file and the overrides.
     Returns None after printing one `error:` line when the config is bad (callers exit 2).
     """
     import argparse
     import sys
     p = argparse.ArgumentParser(prog=prog, description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field, help_text in (paths or {}).items():
+        p.add_argument(f"--{field}", default=None, help=help_text)
     p.add_argument("--config", default=None, help=f"YAML file of {cls.__name__} fields")
     p.add_argument("overrides", nargs="*", help="key=value (dotted keys for nested fields)")
     a = p.parse_args(argv)
     try:
-        return load(cls, a.config, a.overrides)
+        data = read_yaml(a.config) if a.config else {}
+        data = deep_merge(data, parse_overrides(a.overrides))
+        for field in paths or {}:
+            if getattr(a, field) is not None:
+                data[field] = getattr(a, field)
+        return from_dict(cls, data)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
