@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from proto.io import atomic_write_json, fsync_replace, sha256_file, tmp_in
+from proto.io import atomic_path, atomic_write_json, sha256_file
 
 FORMAT = "protospace.corpus/1"
 SHARDS, PAIRS = "shards", "pairs"
@@ -106,15 +106,10 @@ def write_shard(root: str | Path, kind: str, i: int, table: pa.Table) -> dict:
         side = {"path": None, "chunk": i, "rows": 0, "sha256": None, "bytes": 0}
         atomic_write_json(side_path, side)
         return side
-    tmp = tmp_in(pq_path)
-    try:
+    with atomic_path(pq_path) as tmp:
         pq.write_table(table, tmp)
         sha = sha256_file(tmp)
         size = os.path.getsize(tmp)
-        fsync_replace(tmp, pq_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     side = {"path": f"{kind}/{pq_path.name}", "chunk": i, "rows": table.num_rows,
             "sha256": sha, "bytes": size}
     atomic_write_json(side_path, side)
@@ -186,14 +181,9 @@ def list_shards(root: str | Path, kind: str = SHARDS) -> list[dict]:
 def save_m(root: str | Path, m, meta: dict) -> None:
     from safetensors.torch import save_file
     path = Path(root) / "m.safetensors"
-    tmp = tmp_in(path)
-    try:
+    with atomic_path(path) as tmp:
         save_file({"m": m.detach().float().cpu().contiguous()}, tmp,
                   metadata={"protospace": json.dumps(meta, default=str)})
-        fsync_replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_m(root: str | Path):

@@ -196,8 +196,8 @@ def metrics(rep: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    return E.main(ArrangementsConfig, __doc__, argv, "arrangements", study, table, plot,
-                  summary, metrics)
+    return E.table_main(ArrangementsConfig, __doc__, argv, "arrangements", study, table, plot,
+                        summary, metrics)
 
 
 if __name__ == "__main__":

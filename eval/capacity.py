@@ -313,7 +313,8 @@ def metrics(rep: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    return E.main(CapacityConfig, __doc__, argv, "capacity", study, table, plot, summary, metrics)
+    return E.table_main(CapacityConfig, __doc__, argv, "capacity", study, table, plot, summary,
+                        metrics)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
-"""What the paper-table commands (eval.arrangements, eval.sharing, eval.capacity) share.
+"""What the eval commands share, above all their one command front, `run_command`.
 
-Each of them is: a config dataclass, a `study(cfg, log)` that fits texts and returns a JSON-able
-report, and `table` / `plot` / `summary` / `metrics` views of that report. `main` below is the
-one front they all use: parse `--config FILE key=value ...`, run the study under an MLflow run
-(experiment `eval`), write config.yaml, results.json, table.md and the plot atomically into the
-config's `out` directory, print the table and, as the last stdout line, a JSON summary. A bad
-key, an unknown model or source, or a length the model cannot hold is one `error:` line and
-exit code 2.
+Every eval command (locality, connectivity, arrangements, sharing, capacity) runs through
+`run_command`: parse `[--config FILE] [--corpus DIR] key=value ...` (proto.config.parse_cli),
+run the command's preflight checks, open an MLflow run (experiment `eval`), run the command's
+body inside it, print the body's text and, as the last stdout line, its JSON summary. A bad
+config key, or one of the exception types the command names as bad input, is one `error:`
+line and exit code 2, and no MLflow run is opened for input the preflight rejects.
+
+The paper-table commands (eval.arrangements, eval.sharing, eval.capacity) are each a config
+dataclass, a `study(cfg, log)` that fits texts and returns a JSON-able report, and `table` /
+`plot` / `summary` / `metrics` views of that report; `table_main` runs them through
+`run_command`, writing config.yaml, results.json, table.md and the plot atomically into the
+config's `out` directory. For them a bad key, an unknown model or source, or a length the
+model cannot hold is the `error:` line.
 """
 from __future__ import annotations
 
@@ -18,13 +24,18 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from proto import config as C
-from proto.fit import Recipe, get_recipe
 from proto.io import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    from proto.fit import Recipe
+
+# torch and proto.fit are imported where used: the front (and with it `--help` and config
+# errors of eval.locality / eval.connectivity) must not pay for them.
+
+T = TypeVar("T")
 
 
 def stderr_log(msg: str) -> None:
@@ -47,6 +58,7 @@ def progress_printer(log: Callable[[str], None], label: str, every_s: float):
 
 def resolve_recipe(name: str, overrides: dict, max_steps: int, **fixed) -> Recipe:
     """The named recipe with the config's field overrides; max_steps > 0 replaces its cap."""
+    from proto.fit import get_recipe
     extra = dict(overrides)
     if max_steps > 0:
         extra["max_steps"] = max_steps
@@ -107,6 +119,7 @@ def md_table(header: list[str], rows: list[list]) -> str:
 def torch_threads(n: int):
     """threads > 0 pins torch's CPU threads for the run (set 1 when another job shares the
     cores: oversubscribed cores slow every step many-fold), then restores them."""
+    import torch
     old = torch.get_num_threads()
     if n > 0:
         torch.set_num_threads(n)
@@ -123,21 +136,64 @@ def save_figure(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def main(cls, doc: str, argv, name: str, study, table, plot, summary, metrics) -> int:
-    """The shared front of a paper-table command; returns the exit code."""
-    from data_gen.sources import SourceError
-    from proto.models import ModelLoadError
-    from proto.tracking import run as mlflow_run
+def run_command(cls: type[T], doc: str, argv, name: str,
+                body: Callable[[T, Any], tuple[str, dict]], *,
+                errors: tuple[type[Exception], ...] | Callable[[], tuple],
+                preflight: Callable[[T], object] | None = None,
+                run_name: Callable[[T], str] | None = None,
+                paths: dict[str, str] | None = None) -> int:
+    """The one front of every `python -m eval.NAME` command; returns the exit code.
 
-    cfg = C.parse_cli(cls, doc, argv, prog=f"python -m eval.{name}")
+    cls, doc   the config dataclass and the help text (the command's module docstring)
+    body       body(cfg, mr) -> (text, summary): does the work inside the MLflow run `mr`;
+               `text` is printed, then `summary` as the JSON last line of stdout
+    errors     the exception types that mean bad input (one `error:` line, exit 2); or a
+               function returning them, called only once something was raised (so their
+               modules are imported only then)
+    preflight  preflight(cfg) checks that must fail before an MLflow run is opened
+    run_name   run_name(cfg) -> the MLflow run name (default: `name`)
+    paths      verbatim path flags, e.g. {"corpus": help} for `--corpus DIR` (parse_cli)
+    """
+    cfg = C.parse_cli(cls, doc, argv, prog=f"python -m eval.{name}", paths=paths)
     if cfg is None:
         return 2
-    out = Path(cfg.out)
+    from proto.tracking import run as mlflow_run
     try:
-        if out.exists() and not out.is_dir():
-            raise C.ConfigError(f"out {out} exists and is not a directory")
-        with torch_threads(cfg.threads), \
-                mlflow_run("eval", cfg, run_name=name, enabled=cfg.mlflow) as mr:
+        if preflight is not None:
+            preflight(cfg)
+        with mlflow_run("eval", cfg, run_name=run_name(cfg) if run_name else name,
+                        enabled=cfg.mlflow) as mr:
+            text, summary = body(cfg, mr)
+    except Exception as exc:
+        if not isinstance(exc, errors if isinstance(errors, tuple) else errors()):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    print(json.dumps(summary))
+    return 0
+
+
+def check_out_dir(cfg) -> None:
+    """Preflight of the paper-table commands: `out` must be a directory, or not exist yet."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise C.ConfigError(f"out {out} exists and is not a directory")
+
+
+def table_errors() -> tuple[type[Exception], ...]:
+    """The bad-input errors of the paper-table commands (imported when one is raised)."""
+    from data_gen.sources import SourceError
+    from proto.models import ModelLoadError
+    return C.ConfigError, ModelLoadError, SourceError
+
+
+def table_main(cls, doc: str, argv, name: str, study, table, plot, summary, metrics) -> int:
+    """A paper-table command through `run_command`; returns the exit code."""
+
+    def body(cfg, mr) -> tuple[str, dict]:
+        out = Path(cfg.out)
+        with torch_threads(cfg.threads):
             t0 = time.time()
             rep = study(cfg, log=stderr_log)
             rep["seconds"] = time.time() - t0
@@ -156,11 +212,8 @@ def main(cls, doc: str, argv, name: str, study, table, plot, summary, metrics) -
             mr.metrics(metrics(rep))
             mr.artifact(out / "results.json")
             mr.artifact(out / "table.md")
-    except (C.ConfigError, ModelLoadError, SourceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(md)
-    s = {"out": str(out), "model": rep["model"]["name"], "seconds": round(rep["seconds"], 1)}
-    s.update(summary(rep))
-    print(json.dumps(s))
-    return 0
+        s = {"out": str(out), "model": rep["model"]["name"], "seconds": round(rep["seconds"], 1)}
+        s.update(summary(rep))
+        return md, s
+
+    return run_command(cls, doc, argv, name, body, errors=table_errors, preflight=check_out_dir)

@@ -27,7 +27,6 @@ solved rows, a model that is not the corpus's) ends with one `error:` line and e
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import sys
 import time
@@ -39,8 +38,10 @@ from data_gen import corpus as K
 from proto import config as C
 from proto.io import atomic_write_bytes, atomic_write_json
 
+from . import common as E
 from . import textdist as T
-from .locality import _plt, _threads, default_out, fmt, open_corpus, parse, read_kind, save_figure
+from .locality import (CORPUS_FLAG, _plt, _threads, corpus_run_name, default_out, fmt,
+                       open_corpus, read_kind, save_figure)
 
 SOLVED = 1.0 - 1e-6  # min accuracy counted as "path fully solved" (float32 storage)
 PAIR_COLS = [f.name for f in K.PAIR_SCHEMA]
@@ -334,24 +335,25 @@ def plot_profile(rows: list[dict], title: str):
     return fig
 
 
+def preflight(cfg: ConnectivityConfig) -> None:
+    """Bad input (no corpus, an unfinished one) fails before an MLflow run is opened."""
+    open_corpus(cfg.corpus, cfg.allow_partial)
+
+
+def bad_input_errors() -> tuple[type[Exception], ...]:
+    from proto.models import ModelLoadError  # imports torch: only once something was raised
+    return K.CorpusError, ModelLoadError
+
+
 def main(argv=None) -> int:
-    cfg = parse(ConnectivityConfig, __doc__, argv, "python -m eval.connectivity")
-    if cfg is None:
-        return 2
-    from proto.models import ModelLoadError
-    from proto.tracking import run as mlflow_run
-    try:
-        open_corpus(cfg.corpus, cfg.allow_partial)  # bad input fails before an MLflow run
-        name = Path(cfg.corpus).resolve().name
-        with mlflow_run("eval", cfg, run_name=f"connectivity-{name}",
-                        enabled=cfg.mlflow) as mr:
-            res = study(cfg, mr)
-    except (K.CorpusError, ModelLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(res.pop("_table"))
-    print(json.dumps(summary_line(res)))
-    return 0
+    def body(cfg, mr):
+        res = study(cfg, mr)
+        return res.pop("_table"), summary_line(res)
+
+    return E.run_command(ConnectivityConfig, __doc__, argv, "connectivity", body,
+                         paths=CORPUS_FLAG, preflight=preflight,
+                         run_name=corpus_run_name("connectivity"),
+                         errors=bad_input_errors)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ import numpy as np
 
 from data_gen import corpus as K
 from proto import config as C
-from proto.io import atomic_write_bytes, atomic_write_json, fsync_replace, tmp_in
+from proto.io import atomic_path, atomic_write_bytes, atomic_write_json
 
+from . import common as E
 from . import textdist as T
 
 PAPER_SETUP = ("paper: 50 PG-19 contexts x 10 generated continuations; one solution for each "
@@ -153,8 +154,7 @@ def default_out(kind: str, corpus: str) -> Path:
 
 def save_figure(fig, path: Path, mr=None) -> Path:
     """PNG written atomically (eval.common), then logged to MLflow under the same name."""
-    from .common import save_figure as write_png
-    write_png(fig, path)
+    E.save_figure(fig, path)
     if mr is not None:
         mr.figure(fig, path.name)
     return path
@@ -231,14 +231,8 @@ def build_index(en: np.ndarray, exact_max: int, hnsw_m: int = 32, ef_constructio
 
 def write_index(index, path: Path) -> Path:
     import faiss
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_in(path)
-    try:
+    with atomic_path(path) as tmp:
         faiss.write_index(index, tmp)
-        fsync_replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -540,13 +534,8 @@ def _write_index_rows(path: Path, rows: Rows):
     import pyarrow as pa
     import pyarrow.parquet as pq
     tab = pa.table({"text_id": rows.text_ids, "restart": rows.restart.astype(np.int32)})
-    tmp = tmp_in(path)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(tab, tmp)
-        fsync_replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def metrics(res: dict) -> dict:
@@ -729,28 +718,24 @@ def plot_text_distance(textd: dict, title: str):
 
 # ---------------------------------------------------------------- CLI
 
-def parse(cls, doc: str, argv, prog: str):
-    """`--corpus DIR [--config FILE] [key=value ...]` -> config, or None after an error line."""
-    return C.parse_cli(cls, doc, argv, prog,
-                       paths={"corpus": "corpus directory (data_gen.build output)"})
+# `--corpus DIR` of eval.locality and eval.connectivity (taken verbatim, never YAML-parsed)
+CORPUS_FLAG = {"corpus": "corpus directory (data_gen.build output)"}
+
+
+def corpus_run_name(kind: str):
+    """MLflow run name `<kind>-<corpus directory name>`, for eval.common.run_command."""
+    return lambda cfg: f"{kind}-{Path(cfg.corpus).resolve().name}"
 
 
 def main(argv=None) -> int:
-    cfg = parse(LocalityConfig, __doc__, argv, "python -m eval.locality")
-    if cfg is None:
-        return 2
-    from proto.tracking import run as mlflow_run
-    try:
-        preflight(cfg)  # bad input must fail before an MLflow run is opened for it
-        name = Path(cfg.corpus).resolve().name
-        with mlflow_run("eval", cfg, run_name=f"locality-{name}", enabled=cfg.mlflow) as mr:
-            res = study(cfg, mr)
-    except (K.CorpusError, T.TextDistanceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(res.pop("_table"))
-    print(json.dumps(summary_line(res)))
-    return 0
+    def body(cfg, mr):
+        res = study(cfg, mr)
+        return res.pop("_table"), summary_line(res)
+
+    # bad input (no corpus, a missing semantic package) fails before an MLflow run is opened
+    return E.run_command(LocalityConfig, __doc__, argv, "locality", body, paths=CORPUS_FLAG,
+                         preflight=preflight, run_name=corpus_run_name("locality"),
+                         errors=(K.CorpusError, T.TextDistanceError))
 
 
 if __name__ == "__main__":

@@ -206,7 +206,8 @@ def metrics(rep: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    return E.main(SharingConfig, __doc__, argv, "sharing", study, table, plot, summary, metrics)
+    return E.table_main(SharingConfig, __doc__, argv, "sharing", study, table, plot, summary,
+                        metrics)
 
 
 if __name__ == "__main__":

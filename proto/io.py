@@ -2,10 +2,12 @@
 
 A write goes to a hidden temp file in the target's directory (`.NAME.<random>.tmp`, never
 matching the target's pattern), is fsynced, then renamed over the target: a crash leaves
-either the old file or the new one, never half of one.
+either the old file or the new one, never half of one. `atomic_path` does the same for writers
+that want a file name rather than bytes (FAISS indexes, parquet tables).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,17 +35,31 @@ def fsync_replace(tmp: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temp file name (str) beside `path` to write to; when the block ends normally
+    the temp file is fsynced and renamed over `path`, when it raises the temp file is removed
+    (and `path` left as it was). The parent directory is created if needed.
+
+        with atomic_path(out / "e_index.faiss") as tmp:
+            faiss.write_index(index, tmp)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_in(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        yield tmp
         fsync_replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
     return path
 
 

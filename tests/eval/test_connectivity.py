@@ -1,5 +1,5 @@
-"""eval.connectivity on the tiny corpus (shared with test_locality): the build's pairs/, pairs
-computed here with per-t profiles in the corpus's own model, and bad input.
+"""eval.connectivity on the tiny corpus (conftest.py, shared with test_locality): the build's
+pairs/, pairs computed here with per-t profiles in the corpus's own model, and bad input.
 """
 import json
 import shutil
@@ -12,14 +12,7 @@ from data_gen import corpus as K
 from eval import connectivity as CN
 from proto import config as C
 
-from .test_locality import fake_corpus, tiny_eval_corpus
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, tiny):
-    return tiny_eval_corpus(tmp_path_factory, tiny)
 
 
 def _run(capsys, *argv):
@@ -89,7 +82,7 @@ def test_a_different_model_is_refused(corpus, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "not solutions for it" in err
 
 
-def test_no_pairs_is_reported_not_fatal(tmp_path, capsys):
+def test_no_pairs_is_reported_not_fatal(tmp_path, capsys, fake_corpus):
     c = fake_corpus(tmp_path / "c", [{"text_id": "a", "context_id": "x"}])
     rc, out, err = _run(capsys, "--corpus", str(c), f"out={tmp_path / 'o'}")
     assert rc == 0, err
@@ -100,7 +93,7 @@ def test_no_pairs_is_reported_not_fatal(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["missing", "not_corpus", "partial", "no_solved"])
-def test_bad_input_is_one_error_line_and_exit_2(case, tmp_path, capsys):
+def test_bad_input_is_one_error_line_and_exit_2(case, tmp_path, capsys, fake_corpus):
     if case == "missing":
         path = tmp_path / "nope"
     elif case == "not_corpus":

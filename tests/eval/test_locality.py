@@ -1,6 +1,6 @@
 """eval.locality: metric functions on hand-made vectors with known answers, the FAISS index,
-and the command on a tiny corpus built with the in-process test model (same-text restarts,
-same-context generated texts and different contexts all present).
+and the command on the tiny corpus of conftest.py (built with the in-process test model:
+same-text restarts, same-context generated texts and different contexts all present).
 """
 import json
 import shutil
@@ -9,52 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_gen import build as B
 from data_gen import corpus as K
 from eval import locality as L
 from eval import textdist as T
 from proto import config as C
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "configs" / "data_gen" / "tiny.yaml"
-# 3 contexts x 3 generated continuations + 3 random-word texts; half the texts get 2 restarts
-GEN_SOURCES = ("sources=[{name: generated, context_source: britannica, count: 3, lengths: [6], "
-               "continuations: 3}, {name: random-words, count: 3, lengths: [6]}]")
-
-
-def tiny_eval_corpus(tmp_path_factory, tiny) -> Path:
-    """Built once per test session (both eval test modules use it; a rebuild resumes)."""
-    out = tmp_path_factory.getbasetemp() / "eval-tiny-corpus"
-    if not (out / "manifest.json").exists():
-        cfg = C.load(B.BuildConfig, TINY, [f"out={out}", "threads=1", "mlflow=false",
-                                           GEN_SOURCES, "restart_fraction=0.5",
-                                           "warm_texts=4", "warm_steps=50"])
-        s = B.build(cfg, lm=tiny)
-        assert s["status"] == "complete"
-    return out
-
-
-def fake_corpus(path: Path, rows: list[dict], status: str = "complete", d: int = 4) -> Path:
-    """A corpus directory written directly (no model): one shard of `rows`, no pairs."""
-    import pyarrow as pa
-    full = [{"source": "x", "restart": 0, "text": "t", "token_ids": [1, 2], "n_tokens": 2,
-             "e": [1.0] + [0.0] * (d - 1), "accuracy": 1.0, "c_tokens": 2, "h_lm": 0.0,
-             "loss": 0.0, "steps": 1, "seconds": 0.0, "solved": True, "status": "solved",
-             **r} for r in rows]
-    tab = pa.Table.from_pylist(full, schema=K.shard_schema(d))
-    path.mkdir(parents=True)
-    side = K.write_shard(path, K.SHARDS, 0, tab)
-    pside = K.write_shard(path, K.PAIRS, 0, pa.Table.from_pylist([], schema=K.PAIR_SCHEMA))
-    (path / "manifest.json").write_text(json.dumps({
-        "format": K.FORMAT, "status": status, "model": {"name": "none"}, "d_model": d,
-        "arrangement": {"name": "e_m", "prefix": []}, "config": {},
-        "shards": [side], "pairs": [pside]}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, tiny):
-    return tiny_eval_corpus(tmp_path_factory, tiny)
 
 
 def _run(capsys, *argv):
@@ -240,7 +200,7 @@ def test_missing_semantic_package_is_one_error_line(corpus, tmp_path, capsys, mo
     assert not (tmp_path / "o").exists()
 
 
-def test_empty_groups_are_reported_not_fatal(tmp_path, capsys):
+def test_empty_groups_are_reported_not_fatal(tmp_path, capsys, fake_corpus):
     # two texts in two contexts, one restart each: no same-text, no same-context pairs
     c = fake_corpus(tmp_path / "c", [
         {"text_id": "a", "context_id": "x", "e": [1.0, 0.0, 0.0, 0.0]},
@@ -256,7 +216,8 @@ def test_empty_groups_are_reported_not_fatal(tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["missing", "file", "not_corpus", "no_manifest", "partial",
                                   "no_solved", "bad_key"])
-def test_bad_input_is_one_error_line_and_exit_2(case, corpus, tmp_path, capsys):
+def test_bad_input_is_one_error_line_and_exit_2(case, corpus, tmp_path, capsys,
+                                                fake_corpus):
     extra = []
     if case == "missing":
         path = tmp_path / "nope"
