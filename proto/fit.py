@@ -38,6 +38,10 @@ class Recipe:
     arrangement: str = "e_m"
     prefix: str = "sink"         # fixed real-token prefix: '' none, 'sink', 'bos', 'eos', or text
     init_std: float = 0.0        # 0 -> the std of the model's input embeddings
+    # e's starting point: 'normal' N(0, init_std) (the paper); 'tokens' adds the mean input
+    # embedding of the text's own tokens, rescaled to the noise's expected norm (a data-dependent
+    # start; restarts still differ by their noise)
+    e_init: Literal["normal", "tokens"] = "normal"
     lr: float = 1e-2
     beta1: float = 0.9
     beta2: float = 0.9
@@ -62,6 +66,8 @@ class Recipe:
             raise ValueError("target_accuracy must be in (0, 1]")
         if self.init_std < 0:
             raise ValueError("init_std must be >= 0 (0 means the embedding std)")
+        if self.e_init not in ("normal", "tokens"):
+            raise ValueError(f"e_init must be 'normal' or 'tokens', got {self.e_init!r}")
         Arrangement(self.arrangement)  # validates the name
 
 
@@ -287,6 +293,11 @@ class Fitter:
             v = init_vector(row_seed(self.seed, key, rs, kind), d, self.std)
             if kind == "e" and self.e_center is not None:
                 v = v + self.e_center
+            if kind == "e" and self.recipe.e_init == "tokens" and ridx is not None:
+                with torch.no_grad():
+                    ids = torch.tensor(rows[ridx].token_ids, dtype=torch.long)
+                    mean = self.lm.embed(ids).float().mean(0).cpu()
+                v = v + mean * (self.std * math.sqrt(d) / float(mean.norm().clamp(min=1e-12)))
             return v.reshape(1, d)
 
         def admit():

@@ -133,3 +133,18 @@ def test_cosine_schedule_has_its_own_horizon():
     f = _lr_factor(r, torch.tensor([0.0, 50.0, 100.0, 1500.0]))
     assert torch.allclose(f, torch.tensor([1.0, 0.55, 0.1, 0.1]), atol=1e-6)
     assert torch.equal(_lr_factor(Recipe(), torch.tensor([7.0])), torch.tensor([1.0]))
+
+
+def test_tokens_init_starts_e_at_the_texts_mean_embedding(tiny):
+    """e_init='tokens': the starting e leans towards the text's own mean input embedding,
+    keeps the noise's scale, and restarts still start apart."""
+    rec = get_recipe("default", e_init="tokens", lr=1e-9, max_steps=1)  # ~ the initial vectors
+    text = "the cat sat on the mat"
+    res = Fitter(tiny, rec).fit(rows_for(tiny, [text], restarts=2))
+    plain = Fitter(tiny, get_recipe("default", lr=1e-9, max_steps=1)).fit(rows_for(tiny, [text]))
+    mean = tiny.embed(torch.tensor(tiny.tokenize(text))).float().mean(0)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(res[0].e, mean, dim=0) > 0.5 > abs(float(cos(plain[0].e, mean, dim=0)))
+    assert not torch.allclose(res[0].e, res[1].e)
+    with pytest.raises(ValueError, match="e_init"):
+        get_recipe("default", e_init="zeros")
