@@ -54,6 +54,10 @@ class Recipe:
     target_accuracy: float = 1.0  # early stop when every row of a unit reaches this
     loss: Literal["ce", "ce_wrong"] = "ce"  # ce_wrong: extra weight on still-wrong tokens
     wrong_weight: float = 1.0
+    # A row still unsolved after this many steps of its current attempt starts again from a
+    # fresh random init (new seed, fresh optimiser state); its step count and the cap count
+    # every attempt. 0 = never. Only for rows with their own vectors (no shared 'unit' groups).
+    restart_after: int = 0
 
     def __post_init__(self):
         if self.lr <= 0 or not math.isfinite(self.lr):
@@ -66,6 +70,8 @@ class Recipe:
             raise ValueError("target_accuracy must be in (0, 1]")
         if self.init_std < 0:
             raise ValueError("init_std must be >= 0 (0 means the embedding std)")
+        if self.restart_after < 0:
+            raise ValueError("restart_after must be >= 0 (0 = never)")
         if self.e_init not in ("normal", "tokens"):
             raise ValueError(f"e_init must be 'normal' or 'tokens', got {self.e_init!r}")
         Arrangement(self.arrangement)  # validates the name
@@ -112,6 +118,7 @@ class FitResult:
     seconds: float
     solved: bool
     status: str = "ok"  # ok | max_steps | nan | dropped (a sibling restart solved first)
+    attempts: int = 1   # inits tried (Recipe.restart_after); steps counts all of them
 
 
 def row_seed(seed: int, key: str, restart: int, what: str) -> int:
@@ -150,7 +157,8 @@ class _Table:
         self.d, self.device, self.trainable = d, device, trainable
         z = torch.zeros(0, d, device=device)
         self.p, self.ea, self.eas = z, z.clone(), z.clone()
-        self.t = torch.zeros(0, device=device)
+        self.t = torch.zeros(0, device=device)    # steps of the current attempt (AdamW's t)
+        self.off = torch.zeros(0, device=device)  # steps of earlier attempts
 
     def __len__(self):
         return self.p.shape[0]
@@ -162,9 +170,22 @@ class _Table:
         self.ea = torch.cat([self.ea, zeros])
         self.eas = torch.cat([self.eas, zeros.clone()])
         self.t = torch.cat([self.t, torch.zeros(len(vecs), device=self.device)])
+        self.off = torch.cat([self.off, torch.zeros(len(vecs), device=self.device)])
 
     def keep(self, idx: torch.Tensor):
         self.p, self.ea, self.eas, self.t = self.p[idx], self.ea[idx], self.eas[idx], self.t[idx]
+        self.off = self.off[idx]
+
+    def reset(self, j: int, vec: torch.Tensor):
+        """Vector j starts a new attempt at `vec` with fresh optimiser state."""
+        self.p[j] = vec.reshape(-1).to(self.device, torch.float32)
+        self.ea[j] = 0
+        self.eas[j] = 0
+        self.off[j] += self.t[j]
+        self.t[j] = 0
+
+    def steps(self) -> torch.Tensor:
+        return self.t + self.off
 
     @torch.no_grad()
     def step(self, grad: torch.Tensor, recipe: Recipe):
@@ -278,19 +299,23 @@ class Fitter:
         tokens = torch.zeros(0, 0, dtype=torch.long, device=dev)
         n_tok = torch.zeros(0, dtype=torch.long, device=dev)
         row_secs: dict[int, float] = {}
+        row_attempt: dict[int, int] = {}
+        restart_after = recipe.restart_after if group_size == 1 and "unit" not in (
+            e_mode, m_mode) and "row" in (e_mode, m_mode) else 0
         results: dict[int, FitResult] = {}
         solved_keys: set[str] = set()
         total = len(rows)
         t_start = time.time()
         step_no = 0
 
-        def vec_init(kind: str, unit: _Unit, ridx: int | None) -> torch.Tensor:
+        def vec_init(kind: str, unit: _Unit, ridx: int | None, attempt: int = 0) -> torch.Tensor:
             if fixed[kind] is not None and modes[kind] == "frozen":
                 return fixed[kind].detach().float().reshape(1, d)
             key, rs = (rows[ridx].key, rows[ridx].restart) if ridx is not None else (unit.key,
                                                                                    unit.restart)
             # Paper scheme: N(0, init_std); default init_std is the embedding std.
-            v = init_vector(row_seed(self.seed, key, rs, kind), d, self.std)
+            what = kind if attempt == 0 else f"{kind}#{attempt}"
+            v = init_vector(row_seed(self.seed, key, rs, what), d, self.std)
             if kind == "e" and self.e_center is not None:
                 v = v + self.e_center
             if kind == "e" and self.recipe.e_init == "tokens" and ridx is not None:
@@ -332,6 +357,7 @@ class Fitter:
                     row_idx.append(ri)
                     row_unit.append(uid)
                     row_secs[ri] = 0.0
+                    row_attempt[ri] = 0
 
         admit()
         while row_idx:
@@ -390,13 +416,24 @@ class Fitter:
                            if self.arr.uses_m else None),
                         accuracy=accl[j], c_tokens=int(cl[j]), n_tokens=len(rows[ri].token_ids),
                         loss=ll[j], steps=int(unit_steps[uj]), seconds=row_secs[ri],
-                        solved=bool(solved_u[uj]), status=status)
+                        solved=bool(solved_u[uj]), status=status,
+                        attempts=row_attempt[ri] + 1)
                     if results[ri].solved:
                         solved_keys.add(rows[ri].key)
             # Update the parameters of units that go on (finished ones are dropped below).
             for k, g in zip([k for k in ("e", "m") if tabs[k].trainable], grads):
                 if g is not None:
                     tabs[k].step(torch.nan_to_num(g), recipe)
+            if restart_after:
+                # units are single rows here, so active row j is unit j and table entry j
+                lead = tabs["e"] if modes["e"] == "row" else tabs["m"]
+                for j in ((lead.t >= restart_after) & ~done_u).nonzero().flatten().tolist():
+                    ri = row_idx[j]
+                    row_attempt[ri] += 1
+                    for kind in ("e", "m"):
+                        if modes[kind] == "row":
+                            tabs[kind].reset(j, vec_init(kind, units[unit_ids[j]], ri,
+                                                         row_attempt[ri]))
             # Drop finished units (and, in a race, siblings of a text that just solved).
             keep_u = ~done_u
             if race and solved_keys:
@@ -440,12 +477,12 @@ class Fitter:
         """Steps taken by each active unit (from whichever vector is trained)."""
         for kind in ("e", "m"):
             if modes[kind] == "unit":
-                return tabs[kind].t
+                return tabs[kind].steps()
         for kind in ("e", "m"):
             if modes[kind] == "row":
                 # rows of a unit start together, so any row's count is the unit's
                 out = torch.zeros(n_units, device=ru.device)
-                out[ru] = tabs[kind].t
+                out[ru] = tabs[kind].steps()
                 return out
         return torch.full((n_units,), float("inf"), device=ru.device)
 

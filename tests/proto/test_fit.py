@@ -1,4 +1,6 @@
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -148,3 +150,21 @@ def test_tokens_init_starts_e_at_the_texts_mean_embedding(tiny):
     assert not torch.allclose(res[0].e, res[1].e)
     with pytest.raises(ValueError, match="e_init"):
         get_recipe("default", e_init="zeros")
+
+
+def test_stalled_rows_restart_from_a_fresh_init_and_count_all_steps(tiny):
+    texts = ["the cat sat on the mat", "birds of a feather"]
+    rec = get_recipe("default", lr=1e-4, max_steps=10)          # too slow to solve anything
+    plain = Fitter(tiny, rec).fit(rows_for(tiny, texts))
+    again = Fitter(tiny, dataclasses.replace(rec, restart_after=4)).fit(rows_for(tiny, texts))
+    assert [r.attempts for r in plain] == [1, 1]
+    assert [r.attempts for r in again] == [3, 3]                 # restarts after steps 4 and 8
+    assert [r.steps for r in again] == [10, 10]                   # the cap counts every attempt
+    assert not torch.allclose(plain[0].e, again[0].e, atol=1e-2)  # e left its first init
+    # a frozen m stays the given one; restarts re-draw only e
+    m = torch.randn(tiny.d_model)
+    fr = Fitter(tiny, dataclasses.replace(rec, restart_after=4)).fit(
+        rows_for(tiny, texts), m_mode="frozen", m=m)
+    assert all(torch.equal(r.m, m) for r in fr) and [r.attempts for r in fr] == [3, 3]
+    with pytest.raises(ValueError, match="restart_after"):
+        get_recipe("default", restart_after=-1)
