@@ -301,6 +301,17 @@ def _refuse_if_different(root: Path, have: dict, want: dict):
         diffs.append(f"model: {have.get('model')} (corpus) vs {want['model']} (asked)")
     if have.get("fingerprint") != want["fingerprint"]:
         diffs += _diff(have.get("config", {}), want["config"])
+    # The config names a recipe; what the name resolves to can change between versions of
+    # protospace (the default recipe did). A field added since the corpus was started counts
+    # as unchanged when it holds the dataclass default, i.e. behaves as before.
+    from proto.fit import Recipe
+    base = dataclasses.asdict(Recipe())
+    old_r, new_r = have.get("recipe", {}), want["recipe"]
+    for k in sorted(set(old_r) | set(new_r)):
+        a, b = old_r.get(k, base.get(k)), new_r.get(k, base.get(k))
+        if a != b:
+            diffs.append(f"recipe.{k}: {a!r} (corpus) vs {b!r} (now; pin the corpus's value "
+                         f"with recipe_overrides.{k}={a})")
     if diffs:
         raise C.ConfigError(f"corpus {root} was built with a different model/config; refusing "
                             f"to mix (use another out): " + "; ".join(diffs[:4]))

@@ -4,6 +4,7 @@ One reference corpus is built in-process; the other tests compare against it: a 
 SIGKILLed at random moments and rerun, two ranks, a truncated shard found by verify and redone.
 Every build uses one torch thread, so rows are bit-identical between processes.
 """
+import dataclasses
 import json
 import os
 import random
@@ -165,6 +166,15 @@ def test_verify_finds_a_truncated_shard_and_resume_redoes_it(ref, tmp_path, tiny
 def test_a_different_config_is_refused(ref, tiny):
     with pytest.raises(C.ConfigError, match="different model/config.*lr"):
         B.build(_cfg(ref[0], "recipe_overrides.lr=0.1"), lm=tiny)
+
+
+def test_a_recipe_that_resolves_differently_is_refused(ref, tiny, monkeypatch):
+    """Same config, but the recipe's name now means other values (a new version's default)."""
+    from proto import fit
+    name = B._recipe(_cfg(ref[0])).name
+    monkeypatch.setitem(fit.RECIPES, name, dataclasses.replace(fit.RECIPES[name], beta1=0.5))
+    with pytest.raises(C.ConfigError, match="recipe.beta1: 0.9 .corpus. vs 0.5"):
+        B.build(_cfg(ref[0]), lm=tiny)
 
 
 def test_bad_config_key_is_one_line_exit_2(tmp_path, capsys):
