@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 
 from .config import flatten, to_dict
@@ -77,15 +79,43 @@ def run(experiment: str, config=None, run_name: str | None = None, enabled: bool
         art = Path("mlartifacts").resolve() / experiment
         mlflow.create_experiment(experiment, artifact_location=art.as_uri())
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name):
-        handle = Run(mlflow)
-        flat = {}
-        if config is not None:
-            cfg = to_dict(config)
-            flat.update(flatten(cfg))
-            import yaml
-            handle.text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
-        flat.update(params or {})
-        if flat:
-            mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
-        yield handle
+    with _sigterm_as_interrupt(), mlflow.start_run(run_name=run_name):
+        try:
+            yield _start(mlflow, config, params)
+        except KeyboardInterrupt:
+            # Ctrl-C or kill (SIGTERM): the run ends KILLED instead of staying RUNNING forever
+            mlflow.end_run("KILLED")
+            raise
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt while inside (main thread only), so `with` blocks and
+    finally clauses run when a job is killed; the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    prev = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, prev)
+
+
+def _start(mlflow, config, params) -> Run:
+    """The run's handle, with the flattened config logged as params and as YAML."""
+    handle = Run(mlflow)
+    flat = {}
+    if config is not None:
+        cfg = to_dict(config)
+        flat.update(flatten(cfg))
+        import yaml
+        handle.text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
+    flat.update(params or {})
+    if flat:
+        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+    return handle

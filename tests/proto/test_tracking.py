@@ -1,0 +1,36 @@
+"""proto.tracking: a killed job's MLflow run ends KILLED, not RUNNING forever."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = """
+import sys, time
+from proto.tracking import run
+with run("t", {"a": 1}, run_name="victim") as r:
+    r.metrics({"x": 1.0})
+    print("started", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_sigterm_ends_the_run_killed_and_the_job_exits(tmp_path):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/m.db",
+               PYTHONPATH=str(ROOT))
+    env.pop("PROTOSPACE_NO_MLFLOW", None)
+    p = subprocess.Popen([sys.executable, "-c", CHILD], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "started"
+    p.send_signal(signal.SIGTERM)
+    t0 = time.time()
+    rc = p.wait(timeout=60)
+    assert rc != 0 and time.time() - t0 < 30
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])  # not the global URI
+    runs = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert [(r.info.run_name, r.info.status, r.data.params) for r in runs] == [
+        ("victim", "KILLED", {"a": "1"})]
