@@ -58,7 +58,7 @@ class BuildConfig:
     model: str = "smollm2-135m"           # alias, hub id or local path
     device: str = ""                      # '' = cuda if available, else cpu
     dtype: str = "auto"                   # auto | fp32 | bf16 | fp16
-    recipe: str = "default"               # default | sink | paper
+    recipe: str = "default"               # default | default_v1 | sink | paper
     recipe_overrides: dict = dataclasses.field(default_factory=dict)  # any Recipe field
     sources: list[SourceConfig] = dataclasses.field(default_factory=lambda: [
         SourceConfig(name="britannica", count=16, lengths=[16]),
@@ -310,8 +310,7 @@ def _refuse_if_different(root: Path, have: dict, want: dict):
     for k in sorted(set(old_r) | set(new_r)):
         a, b = old_r.get(k, base.get(k)), new_r.get(k, base.get(k))
         if a != b:
-            diffs.append(f"recipe.{k}: {a!r} (corpus) vs {b!r} (now; pin the corpus's value "
-                         f"with recipe_overrides.{k}={a})")
+            diffs.append(f"recipe.{k}: {a!r} (corpus) vs {b!r} (now)")
     if diffs:
         raise C.ConfigError(f"corpus {root} was built with a different model/config; refusing "
                             f"to mix (use another out): " + "; ".join(diffs[:4]))

@@ -65,7 +65,7 @@ class ArrangementsConfig:
     lengths: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 16])
     n_texts: int = 4
     source: str = "britannica"            # britannica | plays | random-words
-    recipe: str = "default"               # default | sink | paper
+    recipe: str = "default"               # default | default_v1 | sink | paper
     recipe_overrides: dict = dataclasses.field(default_factory=dict)  # any Recipe field
     max_steps: int = 120                  # 0 = the recipe's own cap (paper: 5000)
     batch_size: int = 0                   # rows per forward; 0 = all texts of a cell at once

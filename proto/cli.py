@@ -27,7 +27,7 @@ class FitConfig:
     model: str = "smollm2-135m"
     device: str = ""                 # '' = cuda if available, else cpu
     dtype: str = "auto"              # auto = bf16 where fast (CUDA, AMX CPUs), else fp32
-    recipe: str = "default"          # default | sink | paper
+    recipe: str = "default"          # default | default_v1 | sink | paper
     recipe_overrides: dict = dataclasses.field(default_factory=dict)  # any Recipe field
     restarts: int = 1
     batch_size: int = 16
