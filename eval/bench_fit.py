@@ -65,6 +65,12 @@ def matmul_rate(dtype: torch.dtype, device, n: int = 2048, reps: int = 5,
     return 2 * n * k * mcols / statistics.median(ts)
 
 
+def forward_flops(lm, batch: int, n: int, input_len: int) -> float:
+    """FLOPs of one forward over `input_len` positions with logits at `n` of them (see
+    step_flops for what is counted)."""
+    return _flops(lm, batch, n, input_len)[0]
+
+
 def step_flops(lm, batch: int, n: int, input_len: int) -> float:
     """FLOPs of one fit step: forward + backward to the inputs (no weight gradients).
 
@@ -72,6 +78,10 @@ def step_flops(lm, batch: int, n: int, input_len: int) -> float:
     lm_head only at the n scored positions. Attention scores and mixing: 4*L^2*d per layer
     forward (causal halves it; counted in full as the kernels do), about twice that backward.
     """
+    return float(sum(_flops(lm, batch, n, input_len)))
+
+
+def _flops(lm, batch: int, n: int, input_len: int) -> tuple[float, float]:
     model = lm.model
     head = model.get_output_embeddings()
     lin = sum(m.in_features * m.out_features for m in model.modules()
@@ -83,7 +93,7 @@ def step_flops(lm, batch: int, n: int, input_len: int) -> float:
            + 4 * cfg.num_hidden_layers * input_len ** 2 * d_attn) * batch
     bwd = (2 * lin * input_len + 2 * head.in_features * head.out_features * n
            + 8 * cfg.num_hidden_layers * input_len ** 2 * d_attn) * batch
-    return float(fwd + bwd)
+    return float(fwd), float(bwd)
 
 
 def time_steps(fitter: Fitter, rows, steps: int = 3) -> float:
@@ -170,30 +180,35 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     return out
 
 
+def report(cfg: BenchConfig, r: dict) -> str:
+    lines = [
+        f"\nbatched vs per-text loop : {r['batched_texts_per_hour']:.0f} vs "
+        f"{r['loop_texts_per_hour']:.0f} texts/h  -> x{r['speedup_batched_vs_loop']:.2f}",
+        f"{cfg.recipe} vs {cfg.baseline_recipe} steps : median {r['default_steps_median']:.0f} vs "
+        f"{r['paper_steps_median']:.0f} ({r['default_solved']} vs {r['paper_solved']} of "
+        f"{r['n_texts']} solved by {cfg.cap}) -> x{r['speedup_default_vs_paper_steps']:.2f}"
+        f"{' (lower bound: paper hit the cap)' if r['paper_censored'] else ''}",
+        f"fit step (B={r['profile_batch']}, N={cfg.n_tokens}): {r['step_gflop']:.1f} GFLOP in "
+        f"{r['step_seconds']:.3f} s = {r['step_gflops_per_s']:.0f} GFLOP/s; matmul "
+        f"{r['matmul_gflops_per_s']:.0f} GFLOP/s (2048^3) -> utilisation "
+        f"{r['flop_utilisation']:.2f}; vs a matmul of the step's own shape "
+        f"({r['matmul_model_shape_gflops_per_s']:.0f} GFLOP/s): "
+        f"{r['flop_utilisation_vs_model_shape']:.2f}",
+        "top operators of a profiled step:"]
+    lines += [f"  {op['share']:6.1%}  {op['self_ms']:9.1f} ms  {op['op']}" for op in r["profile"]]
+    return "\n".join(lines)
+
+
 def main(argv=None):
-    cfg = C.parse_cli(BenchConfig, __doc__, argv, prog="python -m eval.bench_fit")
-    if cfg is None:
-        return 2
-    with mlflow_run("eval", cfg, run_name="bench_fit", enabled=cfg.mlflow) as mr:
-        r = bench(cfg)
+    from eval.common import run_command, stderr_log, table_errors
+
+    def body(cfg, mr):
+        r = bench(cfg, log=stderr_log)
         mr.metrics({f"bench/{k}": v for k, v in r.items() if isinstance(v, (int, float))})
         mr.dict(r, "bench_fit.json")
-    print(f"\nbatched vs per-text loop : {r['batched_texts_per_hour']:.0f} vs "
-          f"{r['loop_texts_per_hour']:.0f} texts/h  -> x{r['speedup_batched_vs_loop']:.2f}")
-    print(f"{cfg.recipe} vs {cfg.baseline_recipe} steps : median {r['default_steps_median']:.0f} vs "
-          f"{r['paper_steps_median']:.0f} ({r['default_solved']} vs {r['paper_solved']} of "
-          f"{r['n_texts']} solved by {cfg.cap}) -> x{r['speedup_default_vs_paper_steps']:.2f}"
-          f"{' (lower bound: paper hit the cap)' if r['paper_censored'] else ''}")
-    print(f"fit step (B={r['profile_batch']}, N={cfg.n_tokens}): {r['step_gflop']:.1f} GFLOP in "
-          f"{r['step_seconds']:.3f} s = {r['step_gflops_per_s']:.0f} GFLOP/s; matmul "
-          f"{r['matmul_gflops_per_s']:.0f} GFLOP/s (2048^3) -> utilisation {r['flop_utilisation']:.2f}; "
-          f"vs a matmul of the step's own shape ({r['matmul_model_shape_gflops_per_s']:.0f} GFLOP/s):"
-          f" {r['flop_utilisation_vs_model_shape']:.2f}")
-    print("top operators of a profiled step:")
-    for op in r["profile"]:
-        print(f"  {op['share']:6.1%}  {op['self_ms']:9.1f} ms  {op['op']}")
-    print(json.dumps({k: v for k, v in r.items() if k != "profile"}))
-    return 0
+        return report(cfg, r), {k: v for k, v in r.items() if k != "profile"}
+
+    return run_command(BenchConfig, __doc__, argv, "bench_fit", body, errors=table_errors)
 
 
 if __name__ == "__main__":

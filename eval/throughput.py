@@ -11,8 +11,12 @@ Decoding time does not depend on the vectors' values, so timing uses random vect
 fitting cost that one-pass decoding needs (and AR memory tokens need too) is measured beside
 it by fitting `fit_texts` real texts of `fit_length` tokens, whose one-pass decode is checked.
 Paper (Fig. 3): one-pass is 279x faster on average, at each model's maximal lossless length.
+The one-pass forward's FLOPs (counted from the model's shapes) against a dense matmul measured
+in the same run give its utilisation and `ratio_at_matmul_peak`, the ratio this machine would
+reach if the forward ran at full matmul speed (an upper bound while AR steps stay as measured).
 Last stdout line JSON: n_tokens, one_pass_tokens_per_s, ar_tokens_per_s, ratio (at the
-largest N), per-length rows, fit_seconds_per_text. Logged to MLflow (experiment `eval`).
+largest N), matmul_gflop_per_s, per-length rows (with one_pass_utilisation and
+ratio_at_matmul_peak), fit_seconds_per_text. Logged to MLflow (experiment `eval`).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import time
 
 import torch
 
+from eval.bench_fit import forward_flops, matmul_rate
 from proto import config as C
 from proto.arrangement import Arrangement, prefix_ids
 from proto.decode import autoregressive, hits, one_pass
@@ -74,19 +79,28 @@ def measure(cfg: ThroughputConfig, log=print) -> dict:
     g = torch.Generator().manual_seed(cfg.seed)
     std = embedding_std(lm)
     e, m = (torch.randn(2, 1, lm.d_model, generator=g) * std).unbind(0)
+    # The one-pass forward is compute-bound where AR steps are not: its FLOPs against a dense
+    # matmul measured now give the ratio this machine could reach at full matmul speed.
+    peak = matmul_rate(lm.dtype, lm.device)
+    log(f"dense {str(lm.dtype).replace('torch.', '')} matmul (2048^3) on this device: "
+        f"{peak / 1e9:.0f} GFLOP/s")
     rows = []
     for n in cfg.lengths:
         t_one = _timed(lambda: one_pass(lm, one, e, m, n), cfg.reps, lm.device)
         t_ar = _timed(lambda: autoregressive(lm, ar, e[0], n), cfg.reps, lm.device)
+        flops = forward_flops(lm, 1, n, one.input_length(n))
         row = {"n_tokens": n, "one_pass_s": t_one, "ar_s": t_ar,
                "one_pass_tokens_per_s": n / t_one, "ar_tokens_per_s": n / t_ar,
-               "ratio": t_ar / t_one, "ratio_over_n": t_ar / t_one / n}
+               "ratio": t_ar / t_one, "ratio_over_n": t_ar / t_one / n,
+               "one_pass_gflop": flops / 1e9, "one_pass_utilisation": flops / t_one / peak,
+               "ratio_at_matmul_peak": t_ar / (flops / peak)}
         rows.append(row)
-        log(f"N={n:4d}: one-pass {t_one * 1e3:8.1f} ms ({n / t_one:8.0f} tok/s) | AR "
-            f"{t_ar * 1e3:8.1f} ms ({n / t_ar:6.0f} tok/s) | ratio {t_ar / t_one:6.1f} "
-            f"= {t_ar / t_one / n:.2f} N")
+        log(f"N={n:4d}: one-pass {t_one * 1e3:8.1f} ms ({n / t_one:8.0f} tok/s, "
+            f"{row['one_pass_utilisation']:.2f} of matmul peak) | AR {t_ar * 1e3:8.1f} ms "
+            f"({n / t_ar:6.0f} tok/s) | ratio {t_ar / t_one:6.1f} = {t_ar / t_one / n:.2f} N "
+            f"(at matmul peak: {row['ratio_at_matmul_peak']:.1f})")
     out = {"model": lm.identity, "device": str(lm.device), "dtype": str(lm.dtype),
-           "rows": rows, **{k: rows[-1][k] for k in ("n_tokens", "one_pass_tokens_per_s",
+           "matmul_gflop_per_s": peak / 1e9, "rows": rows, **{k: rows[-1][k] for k in ("n_tokens", "one_pass_tokens_per_s",
                                                      "ar_tokens_per_s", "ratio")}}
     if cfg.fit_texts > 0:
         from data_gen.sources import sample_texts

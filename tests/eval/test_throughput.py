@@ -9,6 +9,12 @@ def test_throughput_machinery_on_tiny_model():
     for row in r["rows"]:
         assert row["one_pass_s"] > 0 and row["ar_s"] > 0
         assert abs(row["ratio"] - row["ar_s"] / row["one_pass_s"]) < 1e-9
+        # the bound: at full matmul speed the one-pass time would shrink by its utilisation
+        assert row["one_pass_gflop"] > 0 and 0 < row["one_pass_utilisation"]
+        assert abs(row["ratio_at_matmul_peak"] * row["one_pass_utilisation"]
+                   - row["ratio"]) < 1e-6 * row["ratio"]
+    # 8 tokens need more forward FLOPs than 4
+    assert r["rows"][1]["one_pass_gflop"] > r["rows"][0]["one_pass_gflop"]
     assert r["n_tokens"] == 8 and r["ratio"] == r["rows"][-1]["ratio"]
     # the fitted text really decodes in one pass, so the timing is of a working solution
     assert r["fit_solved"] == 1 and r["fit_decode_accuracy"] == [1.0]

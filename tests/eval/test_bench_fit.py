@@ -1,0 +1,36 @@
+import json
+
+from eval import bench_fit as BF
+
+
+def test_bench_fit_machinery_on_tiny_model(capsys):
+    rc = BF.main(["model=tiny-random", "device=cpu", "n_texts=2", "n_tokens=4", "cap=60",
+                  "profile_batch=2", "mlflow=false"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    r = json.loads(out.strip().splitlines()[-1])
+    for k in ("speedup_batched_vs_loop", "speedup_default_vs_paper_steps", "flop_utilisation"):
+        assert r[k] > 0
+    # the ratios are the ones the raw numbers give
+    assert abs(r["speedup_batched_vs_loop"]
+               - r["batched_texts_per_hour"] / r["loop_texts_per_hour"]) < 1e-6 * r[
+        "speedup_batched_vs_loop"]
+    assert abs(r["flop_utilisation"] - r["step_gflops_per_s"] / r["matmul_gflops_per_s"]) < 1e-6
+    assert r["paper_steps_median"] / r["default_steps_median"] == r[
+        "speedup_default_vs_paper_steps"]
+    assert r["default_solved"] == 2 and r["n_texts"] == 2
+    assert "top operators of a profiled step:" in out and "aten::" in out
+
+
+def test_bench_fit_bad_input_is_one_line_exit_2(capsys):
+    assert BF.main(["model=no-such-model", "mlflow=false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    assert BF.main(["n_textz=3"]) == 2
+
+
+def test_step_flops_is_forward_plus_input_backward(tiny):
+    fwd = BF.forward_flops(tiny, 2, 4, 6)
+    step = BF.step_flops(tiny, 2, 4, 6)
+    assert fwd > 0 and 2 * fwd < step < 3 * fwd  # backward ~ forward, attention twice
+    assert BF.forward_flops(tiny, 4, 4, 6) == 2 * fwd  # linear in the batch
