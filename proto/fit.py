@@ -435,7 +435,10 @@ class Fitter:
             if restart_after:
                 # units are single rows here, so active row j is unit j and table entry j
                 lead = tabs["e"] if modes["e"] == "row" else tabs["m"]
-                for j in ((lead.t >= restart_after) & ~done_u).nonzero().flatten().tolist():
+                # a row whose budget is spent is reported next step with what it reached, not
+                # with a fresh init
+                fresh = (lead.t >= restart_after) & ~done_u & (lead.steps() < max_steps)
+                for j in fresh.nonzero().flatten().tolist():
                     ri = row_idx[j]
                     row_attempt[ri] += 1
                     for kind in ("e", "m"):

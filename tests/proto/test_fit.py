@@ -167,5 +167,11 @@ def test_stalled_rows_restart_from_a_fresh_init_and_count_all_steps(tiny):
     fr = Fitter(tiny, dataclasses.replace(rec, restart_after=4)).fit(
         rows_for(tiny, texts), m_mode="frozen", m=m)
     assert all(torch.equal(r.m, m) for r in fr) and [r.attempts for r in fr] == [3, 3]
+    # no restart when the cap is reached: the result is what the last attempt reached
+    end = Fitter(tiny, dataclasses.replace(rec, restart_after=10)).fit(rows_for(tiny, texts))
+    assert [r.attempts for r in end] == [1, 1]
+    assert all(torch.equal(a.e, b.e) and a.accuracy == b.accuracy for a, b in zip(end, plain))
+    end = Fitter(tiny, dataclasses.replace(rec, restart_after=5)).fit(rows_for(tiny, texts))
+    assert [r.attempts for r in end] == [2, 2] and [r.steps for r in end] == [10, 10]
     with pytest.raises(ValueError, match="restart_after"):
         get_recipe("default", restart_after=-1)
