@@ -34,10 +34,10 @@ longest, failing fits cost the most); 0 fits every grid length, as the paper doe
 mode the group stays every text until none climbs, so m is always shared by the same set.
 Each (length, mode) is ONE batched Fitter.fit call over all still-climbing texts of all sources.
 
-Default config cost (an estimate for the lead to confirm): SmolLM2-135M on the 2-core CPU,
-2 texts per source, grid 8..32, cap 120 steps, patience 1: ~8 minutes, up to ~10 if every
-text climbs to 32. The N >= 16 fits dominate (4 rows: ~0.5 s/step at 16, ~0.8 s at 32), above
-all the shared ones, whose group runs to the cap as soon as one text cannot be fitted.
+Default config cost, measured: SmolLM2-135M on the 2-core CPU, 2 texts per source, grid
+8..32, cap 300 steps, patience 1: ~13 minutes (6 min at the former cap of 120). The N >= 22
+fits dominate, above all the shared ones, whose group runs to the cap as soon as one text
+cannot be fitted.
 Writes outputs/eval/capacity/{config.yaml,results.json,table.md,capacity.png}; logs to MLflow
 (experiment `eval`); last stdout line is JSON (capacity, C_tokens, H_LM per source and mode).
 """

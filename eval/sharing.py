@@ -20,10 +20,10 @@ it changes every initial vector. At S_g = 1 nothing is shared, so both schemes a
 it is run once and reported on both rows. Aggregation as in the paper: "max" = per text, the
 best accuracy over seeds, then mean ± std over texts; "avg" = mean ± std over all seeds x texts.
 
-Default config cost (an estimate for the lead to confirm): SmolLM2-135M on the 2-core CPU,
-N = 16, 4 texts x 3 seeds = 12 rows per call, S_g in {1, 4}: three calls of ~1.2-1.35 s/step
-(12 rows x 18 positions); the unshared one shrinks as rows solve (~2 min), the two shared
-ones mostly run to their 120-step cap (~2.5 min each): ~7 minutes.
+Default config cost, measured: SmolLM2-135M on the 2-core CPU, N = 16, 4 texts x 3 seeds =
+12 rows per call, S_g in {1, 4}: ~1.0 s/step alone (12 rows x 18 positions); the unshared call
+took 151 s, the shared ones run to their 120-step cap (~2-2.5 min each): 9 min 47 s wall of
+which ~3 min shared the cores with a test run, so ~7 min alone.
 Writes outputs/eval/sharing/{config.yaml,results.json,table.md,sharing.png}; logs to MLflow
 (experiment `eval`); last stdout line is JSON (max/avg accuracy per shared token and S_g).
 """
