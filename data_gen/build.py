@@ -413,7 +413,7 @@ def build(cfg: BuildConfig, lm=None) -> dict:
     """Build or resume the corpus of `cfg` (lm: an already loaded model, for tests)."""
     import torch
 
-    from proto.fit import Fitter, fit_shared_m
+    from proto.fit import Fitter
     from proto.models import load_model
     t_start = time.time()
     rank, world = _rank_world()

@@ -17,17 +17,14 @@ flop_utilisation (and the raw numbers). Logged to MLflow (experiment `eval`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import sys
 import time
 
 import torch
 
-from proto import config as C
 from proto.fit import FitRow, Fitter, get_recipe
 from proto.models import DEFAULT_MODEL, load_model
-from proto.tracking import run as mlflow_run
 
 
 @dataclasses.dataclass

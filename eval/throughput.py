@@ -21,7 +21,6 @@ ratio_at_matmul_peak), fit_seconds_per_text. Logged to MLflow (experiment `eval`
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import sys
 import time
@@ -29,12 +28,10 @@ import time
 import torch
 
 from eval.bench_fit import forward_flops, matmul_rate
-from proto import config as C
 from proto.arrangement import Arrangement, prefix_ids
 from proto.decode import autoregressive, hits, one_pass
 from proto.fit import FitRow, Fitter, embedding_std, get_recipe
 from proto.models import DEFAULT_MODEL, load_model
-from proto.tracking import run as mlflow_run
 
 
 @dataclasses.dataclass
@@ -100,8 +97,9 @@ def measure(cfg: ThroughputConfig, log=print) -> dict:
             f"({n / t_ar:6.0f} tok/s) | ratio {t_ar / t_one:6.1f} = {t_ar / t_one / n:.2f} N "
             f"(at matmul peak: {row['ratio_at_matmul_peak']:.1f})")
     out = {"model": lm.identity, "device": str(lm.device), "dtype": str(lm.dtype),
-           "matmul_gflop_per_s": peak / 1e9, "rows": rows, **{k: rows[-1][k] for k in ("n_tokens", "one_pass_tokens_per_s",
-                                                     "ar_tokens_per_s", "ratio")}}
+           "matmul_gflop_per_s": peak / 1e9, "rows": rows,
+           **{k: rows[-1][k] for k in ("n_tokens", "one_pass_tokens_per_s", "ar_tokens_per_s",
+                                       "ratio")}}
     if cfg.fit_texts > 0:
         from data_gen.sources import sample_texts
         texts = [ids for _, ids in sample_texts(lm.tokenize, cfg.source, cfg.fit_length,
@@ -122,23 +120,26 @@ def measure(cfg: ThroughputConfig, log=print) -> dict:
     return out
 
 
+def report(r: dict) -> str:
+    lines = ["| N | one-pass tok/s | AR tok/s | ratio | ratio / N |", "|---|---|---|---|---|"]
+    lines += [f"| {row['n_tokens']} | {row['one_pass_tokens_per_s']:.0f} | "
+              f"{row['ar_tokens_per_s']:.0f} | {row['ratio']:.1f} | {row['ratio_over_n']:.2f} |"
+              for row in r["rows"]]
+    return "\n".join(lines)
+
+
 def main(argv=None):
-    cfg = C.parse_cli(ThroughputConfig, __doc__, argv, prog="python -m eval.throughput")
-    if cfg is None:
-        return 2
-    with mlflow_run("eval", cfg, run_name="throughput", enabled=cfg.mlflow) as mr:
+    from eval.common import run_command, table_errors
+
+    def body(cfg, mr):
         r = measure(cfg)
         for row in r["rows"]:
             mr.metrics({f"throughput/N{row['n_tokens']}/{k}": v for k, v in row.items()})
         mr.metrics({"eval/throughput_ratio": r["ratio"]})
         mr.dict(r, "throughput.json")
-    print("| N | one-pass tok/s | AR tok/s | ratio | ratio / N |")
-    print("|---|---|---|---|---|")
-    for row in r["rows"]:
-        print(f"| {row['n_tokens']} | {row['one_pass_tokens_per_s']:.0f} | "
-              f"{row['ar_tokens_per_s']:.0f} | {row['ratio']:.1f} | {row['ratio_over_n']:.2f} |")
-    print(json.dumps(r))
-    return 0
+        return report(r), r
+
+    return run_command(ThroughputConfig, __doc__, argv, "throughput", body, errors=table_errors)
 
 
 if __name__ == "__main__":

@@ -185,10 +185,13 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Defaults of `cls`, then the YAML file, then `key=value` overrides."""
+def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+         verbatim: dict[str, Any] | None = None) -> T:
+    """Defaults of `cls`, then the YAML file, then `key=value` overrides, then `verbatim`
+    top-level values (taken as given, never YAML-parsed: paths from flags like --corpus)."""
     data = read_yaml(path) if path else {}
     data = deep_merge(data, parse_overrides(overrides or []))
+    data.update(verbatim or {})
     return from_dict(cls, data)
 
 
@@ -214,12 +217,8 @@ def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
     p.add_argument("overrides", nargs="*", help="key=value (dotted keys for nested fields)")
     a = p.parse_args(argv)
     try:
-        data = read_yaml(a.config) if a.config else {}
-        data = deep_merge(data, parse_overrides(a.overrides))
-        for field in paths or {}:
-            if getattr(a, field) is not None:
-                data[field] = getattr(a, field)
-        return from_dict(cls, data)
+        return load(cls, a.config, a.overrides,
+                    {f: getattr(a, f) for f in paths or {} if getattr(a, f) is not None})
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None

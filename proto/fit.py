@@ -308,8 +308,9 @@ class Fitter:
         n_tok = torch.zeros(0, dtype=torch.long, device=dev)
         row_secs: dict[int, float] = {}
         row_attempt: dict[int, int] = {}
-        restart_after = recipe.restart_after if group_size == 1 and "unit" not in (
-            e_mode, m_mode) and "row" in (e_mode, m_mode) else 0
+        # restarts need single-row units (no 'unit' mode) with a row vector to re-draw
+        restart_after = (recipe.restart_after if "unit" not in (e_mode, m_mode)
+                         and "row" in (e_mode, m_mode) else 0)
         results: dict[int, FitResult] = {}
         solved_keys: set[str] = set()
         total = len(rows)

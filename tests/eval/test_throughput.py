@@ -18,3 +18,17 @@ def test_throughput_machinery_on_tiny_model():
     assert r["n_tokens"] == 8 and r["ratio"] == r["rows"][-1]["ratio"]
     # the fitted text really decodes in one pass, so the timing is of a working solution
     assert r["fit_solved"] == 1 and r["fit_decode_accuracy"] == [1.0]
+
+
+def test_throughput_command_prints_table_and_json_and_rejects_bad_input(capsys):
+    import json
+
+    from eval.throughput import main
+    assert main(["model=tiny-random", "device=cpu", "lengths=[4]", "reps=1", "fit_texts=0",
+                 "mlflow=false"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "| N | one-pass tok/s | AR tok/s | ratio | ratio / N |" in out
+    assert json.loads(out[-1])["n_tokens"] == 4
+    assert main(["model=no-such-model", "mlflow=false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
