@@ -40,7 +40,7 @@ from proto.io import atomic_write_bytes, atomic_write_json
 
 from . import common as E
 from . import textdist as T
-from .locality import (CORPUS_FLAG, _plt, _threads, corpus_run_name, default_out, fmt,
+from .locality import (CORPUS_FLAG, _plt, corpus_run_name, default_out, fmt,
                        open_corpus, read_kind, save_figure)
 
 SOLVED = 1.0 - 1e-6  # min accuracy counted as "path fully solved" (float32 storage)
@@ -201,7 +201,7 @@ def study(cfg: ConnectivityConfig, mr=None, lm=None, log=None) -> dict:
     keys = {(r["text_id"], r["restart_a"], r["restart_b"]) for r in stored}
     computed = []
     if cfg.compute:
-        with _threads(cfg.threads):
+        with E.torch_threads(cfg.threads):
             computed = compute_pairs(cfg, root, man, keys, lm, log)
     merged = stored + [r for r in computed if not r["in_pairs"]]
     res = {"corpus": str(root), "corpus_status": man.get("status"), "model": man.get("model"),

@@ -463,19 +463,18 @@ def preflight(cfg: LocalityConfig) -> dict:
 
 @contextlib.contextmanager
 def _threads(n: int):
-    """torch and FAISS CPU threads for the study, restored after (tests run in-process)."""
+    """torch (eval.common.torch_threads) and FAISS CPU threads for the study, restored after
+    (tests run in-process)."""
     if not n:
         yield
         return
     import faiss
-    import torch
-    old_t, old_f = torch.get_num_threads(), faiss.omp_get_max_threads()
-    torch.set_num_threads(n)
+    old_f = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(n)
     try:
-        yield
+        with E.torch_threads(n):
+            yield
     finally:
-        torch.set_num_threads(old_t)
         faiss.omp_set_num_threads(old_f)
 
 
