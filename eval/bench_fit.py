@@ -43,23 +43,28 @@ class BenchConfig:
     mlflow: bool = True
 
 
+def timed(fn, reps: int, device) -> float:
+    """Median seconds of `fn()` over `reps` calls after one warm-up call (CUDA synchronised)."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
 def matmul_rate(dtype: torch.dtype, device, n: int = 2048, reps: int = 5,
                 k: int | None = None, mcols: int | None = None) -> float:
     """FLOP/s of an (n x k) @ (k x mcols) matmul on this device (warm, median of reps)."""
     k, mcols = k or n, mcols or n
     a = torch.randn(n, k, device=device, dtype=dtype)
     b = torch.randn(k, mcols, device=device, dtype=dtype)
-    a @ b
-    ts = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t)
-    return 2 * n * k * mcols / statistics.median(ts)
+    return 2 * n * k * mcols / timed(lambda: a @ b, reps, torch.device(device))
 
 
 def forward_flops(lm, batch: int, n: int, input_len: int) -> float:

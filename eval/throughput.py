@@ -29,13 +29,12 @@ memory_read_gb_per_s, weight_bytes, fit_seconds_per_text. Logged to MLflow (expe
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import sys
 import time
 
 import torch
 
-from eval.bench_fit import forward_flops, matmul_rate
+from eval.bench_fit import forward_flops, matmul_rate, timed
 from proto.arrangement import Arrangement, prefix_ids
 from proto.decode import autoregressive, hits, one_pass
 from proto.fit import FitRow, Fitter, embedding_std, get_recipe
@@ -62,24 +61,10 @@ class ThroughputConfig:
             raise ValueError("reps must be >= 1")
 
 
-def _timed(fn, reps: int, device) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
 def memory_read_rate(device, mbytes: int = 512, reps: int = 5) -> float:
     """Bytes/s of reading a float32 tensor much larger than the caches (a reduction over it)."""
     x = torch.rand(mbytes * 2**20 // 4, device=device)
-    return x.numel() * 4 / _timed(lambda: x.sum(), reps, torch.device(device))
+    return x.numel() * 4 / timed(lambda: x.sum(), reps, torch.device(device))
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
@@ -108,7 +93,7 @@ def gemm_seconds(lm, rows: int, n_logits: int, reps: int = 3) -> float:
         # F.linear on [out, in] weights: the same kernel path as the model's layers
         x = torch.randn(r, k, device=lm.device, dtype=lm.dtype)
         w = torch.randn(o, k, device=lm.device, dtype=lm.dtype)
-        total += count * _timed(lambda: torch.nn.functional.linear(x, w), reps, lm.device)
+        total += count * timed(lambda: torch.nn.functional.linear(x, w), reps, lm.device)
     return total
 
 
@@ -133,8 +118,8 @@ def measure(cfg: ThroughputConfig, log=print) -> dict:
         f"step needs at least {ar_step_min * 1e3:.1f} ms here")
     rows = []
     for n in cfg.lengths:
-        t_one = _timed(lambda: one_pass(lm, one, e, m, n), cfg.reps, lm.device)
-        t_ar = _timed(lambda: autoregressive(lm, ar, e[0], n), cfg.reps, lm.device)
+        t_one = timed(lambda: one_pass(lm, one, e, m, n), cfg.reps, lm.device)
+        t_ar = timed(lambda: autoregressive(lm, ar, e[0], n), cfg.reps, lm.device)
         flops = forward_flops(lm, 1, n, one.input_length(n))
         t_gemm = gemm_seconds(lm, one.input_length(n), n)
         row = {"n_tokens": n, "one_pass_s": t_one, "ar_s": t_ar,
