@@ -9,6 +9,13 @@ A variant is a JSON dict of Recipe overrides of default_v1 plus probe-only keys 
   _e_scale/_m_scale: scale the init.
   _loss: ce_masked drops positions whose target logit leads every other by >= _margin (default
         2.0) from the CE sum (they are right with room), so the gradient goes to the rest.
+  _opt: adam_rot (session 11): the same AdamW run in a rotated orthonormal basis U (e = U z,
+        Adam on z), U from _basis: emb (eigenvectors of the token-embedding covariance),
+        layer0 (of diag(w) W^T W diag(w) summed over layer 0's q, k, v, gate, up, w its input
+        RMSNorm weight) or grad (of a covariance of per-row unit gradients shared by all rows,
+        an EMA with decay _beta_s, re-decomposed every _every steps; the first moment is
+        rotated with the basis, the second kept, as in SOAP). _basis_m: the same for m (default:
+        _basis).
   _from: a file saved by docs/research/s9/probe_traj.py (_save) and _from_row: its row; every
         row starts at that row's solved e, m plus its own init noise x _noise (default 1).
 Texts: the first N_TEXTS Gutenberg-prose and N_TEXTS random-word texts of
@@ -38,6 +45,25 @@ for src in ("britannica", "random-words"):
 B = len(texts)
 tgt = torch.tensor([ids for _, ids in texts])
 ntok = torch.full((B,), n)
+
+
+def basis(kind):
+    """An orthonormal d x d basis (columns) for adam_rot."""
+    d = lm.d_model
+    if kind in ("grad", "id"):
+        return torch.eye(d)
+    if kind == "emb":
+        w = lm.model.get_input_embeddings().weight.detach().float()
+        w = w - w.mean(0)
+        return torch.linalg.eigh(w.T @ w / len(w))[1]
+    if kind == "layer0":
+        layer = lm.model.model.layers[0]
+        g = layer.input_layernorm.weight.detach().float()
+        mats = [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+                layer.mlp.gate_proj, layer.mlp.up_proj]
+        a = sum(mm.weight.detach().float().T @ mm.weight.detach().float() for mm in mats)
+        return torch.linalg.eigh(g[:, None] * a * g[None, :])[1]
+    raise SystemExit(f"unknown _basis {kind}")
 
 
 class Rprop:
@@ -70,8 +96,12 @@ for var in variants:
     if "_from" in probe:
         sol = torch.load(probe["_from"])
         r = probe.get("_from_row", 0)
-        e0 = sol["e"][r].reshape(1, -1) + e0 * probe.get("_noise", 1.0)
-        m0 = sol["m"][r].reshape(1, -1) + m0 * probe.get("_noise", 1.0)
+        if probe.get("_from_rows"):
+            e0 = sol["e"] + e0 * probe.get("_noise", 0.0)
+            m0 = sol["m"] + m0 * probe.get("_noise", 0.0)
+        else:
+            e0 = sol["e"][r].reshape(1, -1) + e0 * probe.get("_noise", 1.0)
+            m0 = sol["m"][r].reshape(1, -1) + m0 * probe.get("_noise", 1.0)
     opt = probe.get("_opt", "adam")
     if opt == "adam":
         te, tm = _Table(lm.d_model, "cpu", True), _Table(lm.d_model, "cpu", True)
@@ -86,27 +116,58 @@ for var in variants:
         get = lambda: (oe.p, om.p)
         def apply(ge, gm):
             oe.update(ge); om.update(gm)
+    elif opt == "adam_rot":
+        rot = {}
+        for which in ("e", "m"):
+            kind = probe.get("_basis" if which == "e" else "_basis_m", probe.get("_basis", "emb"))
+            rot[which] = {"kind": kind, "U": basis(kind), "S": None}
+        te, tm = _Table(lm.d_model, "cpu", True), _Table(lm.d_model, "cpu", True)
+        te.add(e0 @ rot["e"]["U"]); tm.add(m0 @ rot["m"]["U"])
+        get = lambda: (te.p @ rot["e"]["U"].T, tm.p @ rot["m"]["U"].T)
+        stepno = [0]
+        def apply(ge, gm):
+            stepno[0] += 1
+            for tab, g, r in ((te, ge, rot["e"]), (tm, gm, rot["m"])):
+                if r["kind"] == "grad":
+                    u = g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
+                    c = u.T @ u / len(u)
+                    b = probe.get("_beta_s", 0.9)
+                    r["S"] = c if r["S"] is None else b * r["S"] + (1 - b) * c
+                    if stepno[0] % probe.get("_every", 10) == 1:
+                        new = torch.linalg.eigh(r["S"] + 1e-6 * torch.eye(len(c)))[1]
+                        x = tab.p @ r["U"].T
+                        tab.ea = tab.ea @ r["U"].T @ new
+                        tab.p = x @ new
+                        r["U"] = new
+                tab.step(g @ r["U"], rec)
     else:
         raise SystemExit(f"unknown _opt {opt}")
+    nf = probe.get("_n_fit", n)
+    tgt_v, ntok_v = tgt[:, :nf], torch.full((B,), nf)
     solved = torch.full((B,), -1)
-    first_right = torch.full((B, n), -1)
+    first_right = torch.full((B, nf), -1)
     t0 = time.time()
     for step in range(1, cap + 1):
         pe, pm = get()
         e = pe.detach().requires_grad_(); m = pm.detach().requires_grad_()
-        x = fit.arr.build(e, m, n, fit.prefix_emb, None)
-        logits = forward_scores(lm, fit.arr, x, n)
-        loss_r, hits = row_losses(logits, tgt, ntok, rec)
+        x = fit.arr.build(e, m, nf, fit.prefix_emb, None)
+        logits = forward_scores(lm, fit.arr, x, nf)
+        loss_r, hits = row_losses(logits, tgt_v, ntok_v, rec)
         if probe.get("_loss") == "ce_masked":
-            zt = logits.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-            other = logits.scatter(-1, tgt.unsqueeze(-1), float("-inf")).max(-1).values
+            zt = logits.gather(-1, tgt_v.unsqueeze(-1)).squeeze(-1)
+            other = logits.scatter(-1, tgt_v.unsqueeze(-1), float("-inf")).max(-1).values
             keep = ((zt - other) < probe.get("_margin", 2.0)).float().detach()
-            ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt, reduction="none")
-            loss_r = (ce * keep).sum(1) / n
+            ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt_v, reduction="none")
+            loss_r = (ce * keep).sum(1) / nf
         ge, gm = torch.autograd.grad(loss_r.sum(), [e, m])
         first_right[hits & (first_right < 0)] = step
         acc = hits.float().mean(1)
-        solved[(acc == 1) & (solved < 0)] = step
+        new = (acc == 1) & (solved < 0)
+        solved[new] = step
+        if step == 1:
+            snap_e, snap_m = e.detach().clone(), m.detach().clone()
+        snap_e[new | (solved < 0)] = e.detach()[new | (solved < 0)]
+        snap_m[new | (solved < 0)] = m.detach()[new | (solved < 0)]
         if step % 10 == 0 or step == 1:
             print(f"  step {step:4d} loss {loss_r.mean():.3f} acc {' '.join(f'{a:.2f}' for a in acc.tolist())}"
                   f" |e| {e.norm(dim=1).mean():.1f} |m| {m.norm(dim=1).mean():.1f}", flush=True)
@@ -114,6 +175,8 @@ for var in variants:
             break
         apply(ge, gm)
     s = [int(v) if v > 0 else cap for v in solved.tolist()]
+    if "_save" in probe:  # each row as it was when first solved (unsolved rows: last step)
+        torch.save({"e": snap_e, "m": snap_m, "solved": solved, "texts": texts}, probe["_save"])
     for r in range(B):
         print(f"  row {r} first right per position: {first_right[r].tolist()}")
     print(f"VARIANT {label}: steps {s} median nat {sorted(s[:k])[k//2]} rand {sorted(s[k:])[k//2]}"
