@@ -107,8 +107,9 @@ for var in variants:
         te, tm = _Table(lm.d_model, "cpu", True), _Table(lm.d_model, "cpu", True)
         te.add(e0); tm.add(m0)
         get = lambda: (te.p, tm.p)
+        rec_m = get_recipe("default_v1", **{**var, "lr": probe.get("_m_lr", rec.lr)})
         def apply(ge, gm):
-            te.step(ge, rec); tm.step(gm, rec)
+            te.step(ge, rec); tm.step(gm, rec_m)
     elif opt == "rprop":
         args = (probe.get("_step0", 0.1), probe.get("_step_min", 1e-4), probe.get("_step_max", 2.0),
                 probe.get("_eta_plus", 1.2), probe.get("_eta_minus", 0.5))
