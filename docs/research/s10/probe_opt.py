@@ -31,7 +31,7 @@ import time
 import torch
 
 from data_gen.sources import sample_texts
-from proto.fit import Fitter, _Table, forward_scores, get_recipe, init_vector, row_losses, row_seed
+from proto.fit import Fitter, _Table, _lr_factor, forward_scores, get_recipe, init_vector, row_losses, row_seed
 from proto.models import load_model
 
 n, k, cap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -45,6 +45,20 @@ for src in ("britannica", "random-words"):
 B = len(texts)
 tgt = torch.tensor([ids for _, ids in texts])
 ntok = torch.full((B,), n)
+
+
+@torch.no_grad()
+def nesterov_step(tab, grad, recipe):
+    """_Table.step with a Nesterov first moment (NAdam without its momentum schedule)."""
+    tab.t += 1
+    t = tab.t.unsqueeze(1)
+    lr = recipe.lr * _lr_factor(recipe, tab.t).unsqueeze(1)
+    tab.p.mul_(1 - lr * recipe.weight_decay)
+    tab.ea.lerp_(grad, 1 - recipe.beta1)
+    tab.eas.mul_(recipe.beta2).addcmul_(grad, grad, value=1 - recipe.beta2)
+    num = recipe.beta1 * tab.ea / (1 - recipe.beta1 ** (t + 1)) + (1 - recipe.beta1) * grad / (1 - recipe.beta1 ** t)
+    denom = (tab.eas / (1 - recipe.beta2 ** t)).sqrt_().add_(recipe.eps)
+    tab.p.addcdiv_(num, denom / lr, value=-1.0)
 
 
 def basis(kind):
@@ -109,7 +123,10 @@ for var in variants:
         get = lambda: (te.p, tm.p)
         rec_m = get_recipe("default_v1", **{**var, "lr": probe.get("_m_lr", rec.lr)})
         def apply(ge, gm):
-            te.step(ge, rec); tm.step(gm, rec_m)
+            if probe.get("_nesterov"):
+                nesterov_step(te, ge, rec); nesterov_step(tm, gm, rec_m)
+            else:
+                te.step(ge, rec); tm.step(gm, rec_m)
     elif opt == "rprop":
         args = (probe.get("_step0", 0.1), probe.get("_step_min", 1e-4), probe.get("_step_max", 2.0),
                 probe.get("_eta_plus", 1.2), probe.get("_eta_minus", 0.5))
