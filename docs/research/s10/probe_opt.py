@@ -23,6 +23,7 @@ data_gen.sources.sample_texts (seed TEXT_SEED, default 0), the same as eval.reci
 are the Fitter's per-row seeds. Rows keep stepping after they solve; steps-to-solve is the
 first step at full accuracy. Also prints, per row, the step each position was first right.
 """
+import dataclasses
 import json
 import os
 import sys
@@ -121,7 +122,7 @@ for var in variants:
         te, tm = _Table(lm.d_model, "cpu", True), _Table(lm.d_model, "cpu", True)
         te.add(e0); tm.add(m0)
         get = lambda: (te.p, tm.p)
-        rec_m = get_recipe("default_v1", **{**var, "lr": probe.get("_m_lr", rec.lr)})
+        rec_m = dataclasses.replace(rec, lr=probe.get("_m_lr", rec.lr))
         def apply(ge, gm):
             if probe.get("_nesterov"):
                 nesterov_step(te, ge, rec); nesterov_step(tm, gm, rec_m)
@@ -182,10 +183,11 @@ for var in variants:
         acc = hits.float().mean(1)
         new = (acc == 1) & (solved < 0)
         solved[new] = step
-        if step == 1:
-            snap_e, snap_m = e.detach().clone(), m.detach().clone()
-        snap_e[new | (solved < 0)] = e.detach()[new | (solved < 0)]
-        snap_m[new | (solved < 0)] = m.detach()[new | (solved < 0)]
+        if "_save" in probe:  # e, m share storage with the optimiser's tables: copy now
+            keep = new | (solved < 0)
+            if step == 1:
+                snap_e, snap_m = e.detach().clone(), m.detach().clone()
+            snap_e[keep], snap_m[keep] = e.detach()[keep], m.detach()[keep]
         if step % 10 == 0 or step == 1:
             print(f"  step {step:4d} loss {loss_r.mean():.3f} acc {' '.join(f'{a:.2f}' for a in acc.tolist())}"
                   f" |e| {e.norm(dim=1).mean():.1f} |m| {m.norm(dim=1).mean():.1f}", flush=True)
