@@ -26,3 +26,23 @@ def test_identity_and_h_lm(smollm2):
                                           smollm2.tokenize("mat the on sat cat The.")])
     assert "unscored" in how  # SmolLM2's tokenizer adds no BOS
     assert 0 < h_nat < h_rand  # natural word order is more predictable
+
+
+def test_shipped_learned_start_fits_sooner_than_the_origin(smollm2):
+    """proto/starts/ holds a start learned on these weights; from it, 12 steps get further."""
+    import dataclasses
+
+    from proto.start import load_start, packaged_start
+    assert packaged_start(smollm2) is not None
+    e0, m0 = load_start("learned", smollm2)
+    assert e0.shape == m0.shape == (576,)
+    ids = smollm2.tokenize(SENTENCE)[:16]
+    words = smollm2.tokenize("copper lantern seven quietly meadow orbit vinegar elbow "
+                             "harbor pencil thunder almond")[:16]
+    rows = [FitRow(ids, "s"), FitRow(words, "w")]
+    rec = get_recipe("default_v1", lr=0.2)
+    losses = {}
+    for start in ("", "learned"):
+        res = Fitter(smollm2, dataclasses.replace(rec, start=start)).fit(rows, max_steps=12)
+        losses[start] = sum(r.loss for r in res) / len(res)
+    assert losses["learned"] < losses[""] - 0.5, losses
