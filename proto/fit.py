@@ -261,8 +261,8 @@ class Fitter:
         self.lm, self.recipe, self.batch_size, self.seed = lm, recipe, batch_size, seed
         self.e_center = None if e_center is None else e_center.detach().float().cpu()
         self.m_center = None
-        # The recipe's learned (e0, m0): used as a pair, so not when m is frozen (e0 was
-        # learned together with a trained m0); explicit e_center / m_center win over it.
+        # The recipe's learned (e0, m0): used as a pair, so not when e or m is frozen (each was
+        # learned together with the other trained); explicit e_center / m_center win over it.
         self.start = load_start(recipe.start, lm, recipe.arrangement, recipe.prefix)
         self.arr = Arrangement(recipe.arrangement, prefix_ids(lm.tokenizer, recipe.prefix))
         self.d = lm.d_model
@@ -334,7 +334,7 @@ class Fitter:
         t_start = time.time()
         step_no = 0
 
-        use_start = self.start is not None and m_mode != "frozen"
+        use_start = self.start is not None and "frozen" not in (e_mode, m_mode)
         center = {"e": self.e_center if self.e_center is not None else
                   (self.start[0] if use_start else None),
                   "m": self.m_center if self.m_center is not None else
