@@ -58,7 +58,9 @@ class BuildConfig:
     model: str = "smollm2-135m"           # alias, hub id or local path
     device: str = ""                      # '' = cuda if available, else cpu
     dtype: str = "auto"                   # auto | fp32 | bf16 | fp16
-    recipe: str = "default"               # default | default_v1 | sink | paper
+    # default_v2: what the corpora were built with; `default`'s learned start is unused with a
+    # frozen m and its lr 0.2 was not measured there
+    recipe: str = "default_v2"            # default_v2 | default | default_v1 | sink | paper
     recipe_overrides: dict = dataclasses.field(default_factory=dict)  # any Recipe field
     sources: list[SourceConfig] = dataclasses.field(default_factory=lambda: [
         SourceConfig(name="britannica", count=16, lengths=[16]),

@@ -11,7 +11,8 @@
 The same `n_texts` texts (prefixes of `max(lengths)`-token windows of `source`) are fitted in
 every arrangement of proto.arrangement that Table 1 has (`e_m` = [e][m]x(N-1), the paper's
 main scheme; `e_mN` = [e][m]xN with e's output unscored; `eN` = [e]xN; `eN2_mN2`; `em_alt`),
-with the project's default recipe and prefix (the <|endoftext|> sink) unless `recipe=paper`.
+with `default_v2` (the default until session 12; today's `default` adds a start learned for
+`e_m` only) and its prefix (the <|endoftext|> sink) unless `recipe=paper`.
 `mem_ar` (Kuratov's [mem] t_1..t_N) may be listed too; its accuracy is teacher-forced.
 Each (arrangement, N) is one batched Fitter.fit call holding all its texts (one length per call,
 so no row is padded). Reported per cell: accuracy mean ± std over texts (the paper's numbers),
@@ -65,7 +66,7 @@ class ArrangementsConfig:
     lengths: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 16])
     n_texts: int = 4
     source: str = "britannica"            # britannica | plays | random-words
-    recipe: str = "default"               # default | default_v1 | sink | paper
+    recipe: str = "default_v2"            # default_v2 | default | default_v1 | sink | paper
     recipe_overrides: dict = dataclasses.field(default_factory=dict)  # any Recipe field
     max_steps: int = 120                  # 0 = the recipe's own cap (paper: 5000)
     batch_size: int = 0                   # rows per forward; 0 = all texts of a cell at once

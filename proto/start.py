@@ -37,12 +37,18 @@ def _read(path: Path) -> dict:
     return data
 
 
+def _packaged(lm) -> tuple[Path, dict] | None:
+    for p in sorted(PACKAGED.glob("*.pt")):
+        data = _read(p)
+        if data["weights_sha256"] == lm.weights_sha256:
+            return p, data
+    return None
+
+
 def packaged_start(lm) -> Path | None:
     """The shipped start learned on exactly these weights, if any."""
-    for p in sorted(PACKAGED.glob("*.pt")):
-        if _read(p)["weights_sha256"] == lm.weights_sha256:
-            return p
-    return None
+    found = _packaged(lm)
+    return found[0] if found else None
 
 
 def load_start(spec: str, lm, arrangement: str = "e_m", prefix: str = "sink"
@@ -52,16 +58,16 @@ def load_start(spec: str, lm, arrangement: str = "e_m", prefix: str = "sink"
     if not spec:
         return None
     if spec == "learned":
-        path = packaged_start(lm)
-        if path is not None:
-            data = _read(path)
+        found = _packaged(lm)
+        if found is not None:
+            path, data = found
             if (data.get("arrangement"), data.get("prefix")) != (arrangement, prefix):
                 warnings.warn(f"the learned start shipped for {lm.name} is for arrangement "
                               f"{data.get('arrangement')!r} with prefix {data.get('prefix')!r}, "
                               f"not {arrangement!r} / {prefix!r}: starting at the origin",
                               stacklevel=3)
                 return None
-        if path is None:
+        else:
             warnings.warn(f"no learned start is shipped for {lm.name}'s weights: starting at the "
                           f"origin (learn one with python -m proto.meta model={lm.name})",
                           stacklevel=3)
@@ -70,7 +76,7 @@ def load_start(spec: str, lm, arrangement: str = "e_m", prefix: str = "sink"
         path = Path(spec)
         if not path.is_file():
             raise ValueError(f"start file {spec} not found")
-    data = _read(path)
+        data = _read(path)
     if data["weights_sha256"] != lm.weights_sha256:
         raise ValueError(f"start file {path} was learned on other weights ({data.get('model')}), "
                          f"not on {lm.name}'s")
