@@ -1,7 +1,13 @@
 """Learn a start for fitting (Reptile): one text-independent (e0, m0) from which texts solve sooner.
 
-  python -m proto.meta --config configs/proto/meta.yaml          # default model, N=32, ~25 min here
-  python -m proto.meta --config configs/proto/meta.yaml out=proto/starts/smollm2-135m.pt   # the shipped start
+  python -m proto.meta --config configs/proto/meta.yaml out=outputs/meta/s1.pt   # stage 1, ~25 min here
+  # stages 2-4 (K=50 steps, 32 texts an iteration): ~8 min on an H100 in all, ~10 h on this CPU
+  python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s1.pt iters=30 \
+      text_seed=2000 out=outputs/meta/s2.pt
+  python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s2.pt iters=20 \
+      text_seed=3000 out=outputs/meta/s3.pt
+  python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s3.pt iters=25 \
+      text_seed=4000 out=outputs/meta/s4.pt
   python -m proto.meta model=tiny-random n_tokens=8 iters=2 inner_steps=3 out=/tmp/start.pt mlflow=false  # tiny CPU run
 
 Each iteration draws `texts_per_source` new texts of `n_tokens` tokens from each source
@@ -10,6 +16,9 @@ row at (e0, m0) plus the recipe's own N(0, std) noise, fits `inner_steps` steps 
 (a row that solves sooner stops there), and moves the start toward the rows' mean end point:
 e0 += eps * mean(e - e0), m0 likewise, with eps decaying linearly from `eps` to 0. The mean
 cancels what is text-specific; what stays is where every text's fit is heading early on.
+`init` goes on from an existing start (a path, or `learned`) instead of a random point: the
+shipped start (proto/starts/smollm2-135m.pt) is stage 1 followed by three such K=50 stages
+(its .config.yaml records them; they ran on an H100 through the same learn_start).
 Use the result with `recipe_overrides.start=PATH` (or `start: learned` for the shipped one).
 Writes the start file (updated after every iteration, atomically), config.yaml, history.json
 and a plot of loss and accuracy after `inner_steps` per iteration beside it; logs to MLflow
@@ -41,6 +50,9 @@ class MetaConfig:
     iters: int = 16
     inner_steps: int = 25
     eps: float = 1.0
+    # where the start begins: '' a random point (seeded), or a start file / 'learned' to go on
+    # from (the shipped start was learned in stages this way: README "A learned start")
+    init: str = ""
     text_seed: int = 1000
     seed: int = 0
     out: str = "outputs/meta/start.pt"
@@ -120,7 +132,7 @@ def main(argv=None) -> int:
     from .fit import get_recipe
     from .io import atomic_write_json
     from .models import ModelLoadError, load_model
-    from .start import save_start
+    from .start import load_start, save_start
     from .tracking import run as mlflow_run
     out = Path(cfg.out)
     try:
@@ -128,6 +140,7 @@ def main(argv=None) -> int:
         if out.exists() and out.is_dir():
             raise ValueError(f"out {out} is a directory")
         lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
+        init = load_start(cfg.init, lm, recipe.arrangement, recipe.prefix) if cfg.init else None
         batches = []
         for it in range(cfg.iters):
             b = []
@@ -154,7 +167,7 @@ def main(argv=None) -> int:
                   file=sys.stderr, flush=True)
         try:
             _, _, history = learn_start(lm, recipe, batches, cfg.inner_steps, cfg.eps,
-                                        cfg.seed, progress=progress)
+                                        cfg.seed, start=init, progress=progress)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

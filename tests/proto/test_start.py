@@ -116,3 +116,20 @@ def test_meta_command_rejects_bad_config(capsys):
     assert meta.main(["no_such_key=1", "mlflow=false"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error:") for line in err)
+
+
+def test_meta_command_goes_on_from_an_init_start(tiny, tmp_path, capsys):
+    d = tiny.d_model
+    e0, m0 = torch.zeros(d), torch.zeros(d)
+    e0[0], m0[1] = 50.0, -50.0   # far from where a random start and two tiny steps can go
+    save_start(tmp_path / "init.pt", e0, m0, tiny)
+    args = ["model=tiny-random", "device=cpu", "n_tokens=6", "iters=1", "inner_steps=2",
+            "texts_per_source=2", "mlflow=false"]
+    for name, extra in (("on", [f"init={tmp_path / 'init.pt'}"]), ("off", [])):
+        assert meta.main(args + extra + [f"out={tmp_path / name}.pt"]) == 0
+    on, _ = load_start(str(tmp_path / "on.pt"), tiny)
+    off, _ = load_start(str(tmp_path / "off.pt"), tiny)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(on, e0, dim=0) > 0.99 and cos(off, e0, dim=0) < 0.5
+    assert meta.main(args + [f"init={tmp_path / 'missing.pt'}", f"out={tmp_path}/x.pt"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error:")
