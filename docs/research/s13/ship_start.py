@@ -25,7 +25,8 @@ for f in sorted(here.glob("results-*.jsonl")):
         r = json.loads(line)
         if r["job"] == "meta":
             metas[r["name"]] = r
-old = json.loads(Path("proto/starts/smollm2-135m.history.json").read_text())
+# stage 1 = session 12's shipped start; its history as shipped then (git c9a75ae)
+old = json.loads((here / "s12-start-history.json").read_text())
 history, stages = [], []
 for name, hist in [("shipped-s12", old)] + [(n, metas[n]["history"]) for n in ("r50", "r50b", "r50c")]:
     for h in hist:
@@ -49,4 +50,11 @@ Path("proto/starts/smollm2-135m.config.yaml").write_text(
     + __import__("yaml").safe_dump(cfg, sort_keys=False))
 Path("proto/starts/smollm2-135m.history.json").write_text(json.dumps(history, indent=1))
 fig = plot(history, Path("proto/starts/smollm2-135m.png"))
+# The inner horizon changes between stages (25 -> 50 steps), so the curve jumps there: mark them.
+bounds = [h["iter"] for a, h in zip(history, history[1:]) if h["stage"] != a["stage"]]
+for ax in fig.axes:
+    for x in bounds:
+        ax.axvline(x - 0.5, color="grey", lw=0.8, ls="--")
+fig.axes[0].set_title("Reptile stages: K=25 | K=50 x3 (dashed: stage starts)", fontsize=9)
+fig.savefig("proto/starts/smollm2-135m.png", dpi=110)
 print("wrote", out, "|e0|", float(s["e"].norm()), "|m0|", float(s["m"].norm()), len(history), "iterations")
