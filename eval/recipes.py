@@ -108,6 +108,21 @@ def _sampler(cfg: RecipesConfig, tokenize):
     return sample, drawn
 
 
+def summarise(texts: list[list], cap: int) -> dict:
+    """Steps to solve over texts, each a list of its rows' FitResults (restarts race): a text's
+    steps are its first solving row's, or `cap` if none solved; p90 is the nearest rank."""
+    steps, solved = [], 0
+    for rs in texts:
+        ok = [r.steps for r in rs if r.solved]
+        solved += bool(ok)
+        steps.append(min(ok) if ok else cap)
+    q = sorted(steps)
+    return {"steps": steps, "solved": solved,
+            "median": statistics.median(q),
+            "p90": q[min(len(q) - 1, int(round(0.9 * (len(q) - 1))))],
+            "row_steps": sum(r.steps for rs in texts for r in rs)}
+
+
 def study(cfg: RecipesConfig, log=print) -> dict:
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
     sample_texts, drawn = _sampler(cfg, lm.tokenize)
@@ -181,21 +196,14 @@ def study(cfg: RecipesConfig, log=print) -> dict:
                 by_text.setdefault(r.key, []).append(r)
             for src in cfg.sources:
                 per = [v for k, v in by_text.items() if k.startswith(src + ":")]
-                steps = []
-                solved = 0
-                for rs in per:
-                    ok = [r.steps for r in rs if r.solved]
-                    solved += bool(ok)
-                    steps.append(min(ok) if ok else cfg.max_steps)
-                row_steps = sum(r.steps for rs in per for r in rs)
-                q = sorted(steps)
+                sm = summarise(per, cfg.max_steps)
+                row_steps = sm["row_steps"]
                 entry = {
                     "candidate": cname, "n": n, "source": src, "texts": len(per),
-                    "solved_frac": solved / max(1, len(per)),
-                    "median_steps": statistics.median(q),
-                    "p90_steps": q[min(len(q) - 1, int(round(0.9 * (len(q) - 1))))],
+                    "solved_frac": sm["solved"] / max(1, len(per)),
+                    "median_steps": sm["median"], "p90_steps": sm["p90"],
                     "row_steps": row_steps, "wall_s": wall, "warm_s": warm_s,
-                    "steps": steps, "recipe": dataclasses.asdict(recipe),
+                    "steps": sm["steps"], "recipe": dataclasses.asdict(recipe),
                     "m_mode": cand.m_mode, "restarts": cand.restarts,
                 }
                 results.append(entry)

@@ -11,7 +11,9 @@ for meta-learning. JOBS.json is a list of jobs run in order:
   {"job": "fit", "name": ..., "start": "shipped" | "origin" | "<meta job name>",
    "recipe": "default", "overrides": {...}, "n": 32, "cap": 300, "restarts": 1}
       fits the 16 + 16 evaluation texts of length n from that start; prints and records per
-      source: solved within the cap, median and p90 steps (unsolved = cap), row-steps.
+      source eval.recipes.summarise's numbers: solved within the cap, median and p90 steps
+      (unsolved = cap; p90 the nearest rank), row-steps. The session-13 runs predate this and
+      recorded an interpolated p90; the README tables give the nearest rank, from their steps.
   {"job": "meta", "name": ..., "init": "shipped" | "origin" | "<meta job name>",
    "recipe": "default_v1", "overrides": {"lr": 0.2}, "iters": 30, "per_source": 16,
    "inner_steps": 50, "eps": 1.0, "offset": 0}
@@ -22,13 +24,13 @@ Results: OUTDIR/results.jsonl (one line per job, appended as each ends).
 """
 import dataclasses
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from eval.recipes import summarise
 from proto.fit import FitRow, Fitter, get_recipe
 from proto.meta import learn_start
 from proto.models import _sha256_state, load_model
@@ -83,20 +85,13 @@ def fit_job(j):
         for r, s in zip(res, srcs):
             if s == src:
                 by_text.setdefault(r.key, []).append(r)
-        steps, row_steps = [], 0
-        for k, rs in by_text.items():
-            row_steps += sum(r.steps for r in rs)
-            ok = [r.steps for r in rs if r.solved]
-            steps.append(min(ok) if ok else cap)
-        solved = sum(s < cap or any(r.solved for r in by_text[k])
-                     for s, k in zip(steps, by_text))
-        q = statistics.quantiles(steps, n=10, method="inclusive")
-        rec["by_source"][src] = {"solved": solved, "texts": len(steps),
-                                 "median": statistics.median(steps), "p90": q[-1],
-                                 "steps": steps, "row_steps": row_steps}
-        rec["row_steps"] += row_steps
-        print(f"  {j['name']:28s} {src:12s} solved {solved}/{len(steps)} median "
-              f"{statistics.median(steps):5.1f} p90 {q[-1]:5.1f} row-steps {row_steps}",
+        sm = summarise(list(by_text.values()), cap)
+        rec["by_source"][src] = {"solved": sm["solved"], "texts": len(sm["steps"]),
+                                 "median": sm["median"], "p90": sm["p90"],
+                                 "steps": sm["steps"], "row_steps": sm["row_steps"]}
+        rec["row_steps"] += sm["row_steps"]
+        print(f"  {j['name']:28s} {src:12s} solved {sm['solved']}/{len(sm['steps'])} median "
+              f"{sm['median']:5.1f} p90 {sm['p90']:5.1f} row-steps {sm['row_steps']}",
               flush=True)
     print(f"  {j['name']}: {secs:.0f} s, {rec['row_steps']} row-steps", flush=True)
     record(rec)
