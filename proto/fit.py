@@ -104,8 +104,9 @@ RECIPES: dict[str, Recipe] = {
     # default_v2 started at the meta-learned (e0, m0) shipped for the model (proto.meta;
     # README "A learned start"), at lr 0.2 (from a good start a lower lr keeps its structure;
     # session 10's anchor starts were best at 0.1-0.2). N=32, 16 + 16 texts, cap 300, with
-    # session 13's start: 32/32 solved, median 57.5 / 75.5, 2200 row-steps (session 12's start:
-    # 31/32, 118 / 134, 4040) against default_v2's 26/32, 178 / 216, 6737.
+    # session 14's start: 32/32 solved, median 54 / 73.5 (59.5 pooled), 2029 row-steps (session
+    # 13's: 57.5 / 75.5, 2200; session 12's: 31/32, 118 / 134, 4040) against default_v2's
+    # 26/32, 178 / 216, 6737.
     # On a model with no shipped start it is default_v2 at lr 0.2, with a warning.
     "default": Recipe(name="default", prefix="sink", init_std=0.0, lr=0.2, schedule="cosine",
                       schedule_steps=300, max_steps=2000, restart_after=300, start="learned"),
@@ -264,6 +265,9 @@ class Fitter:
         # The recipe's learned (e0, m0): used as a pair, so not when e or m is frozen (each was
         # learned together with the other trained); an explicit e_center wins over e0.
         self.start = load_start(recipe.start, lm, recipe.arrangement, recipe.prefix)
+        # Optional text-dependent start: row -> {"e": delta, "m": delta} added to the centre of a
+        # row's own vectors (an amortised start; research probes set it).
+        self.row_center: Callable[[FitRow], dict[str, torch.Tensor]] | None = None
         self.arr = Arrangement(recipe.arrangement, prefix_ids(lm.tokenizer, recipe.prefix))
         self.d = lm.d_model
         self.device = lm.device
@@ -349,6 +353,10 @@ class Fitter:
             v = init_vector(row_seed(self.seed, key, rs, what), d, self.std)
             if center[kind] is not None:
                 v = v + center[kind]
+            if self.row_center is not None and ridx is not None:
+                delta = self.row_center(rows[ridx]).get(kind)
+                if delta is not None:
+                    v = v + delta.detach().float().cpu().reshape(d)
             if kind == "e" and self.recipe.e_init == "tokens" and ridx is not None:
                 with torch.no_grad():
                     ids = torch.tensor(rows[ridx].token_ids, dtype=torch.long)

@@ -153,6 +153,21 @@ def test_tokens_init_starts_e_at_the_texts_mean_embedding(tiny):
         get_recipe("default", e_init="zeros")
 
 
+def test_row_center_shifts_each_rows_start_by_its_own_delta(tiny):
+    """Fitter.row_center (a text-dependent start): each row starts at its usual init plus the
+    delta the hook returns for it; rows it returns nothing for start as before."""
+    rec = get_recipe("default", lr=1e-9, max_steps=1)  # the returned vectors ~ the initial ones
+    rows = rows_for(tiny, ["the cat sat", "a bird"])
+    plain = Fitter(tiny, rec).fit(rows)
+    fitter = Fitter(tiny, rec)
+    shift = torch.arange(tiny.d_model, dtype=torch.float32)
+    fitter.row_center = lambda row: {"e": shift} if row.key == "the cat sat" else {}
+    moved = fitter.fit(rows)
+    assert torch.allclose(moved[0].e - plain[0].e, shift, atol=1e-4)
+    assert torch.allclose(moved[0].m, plain[0].m, atol=1e-6)
+    assert torch.allclose(moved[1].e, plain[1].e, atol=1e-6)
+
+
 def test_stalled_rows_restart_from_a_fresh_init_and_count_all_steps(tiny):
     texts = ["the cat sat on the mat", "birds of a feather"]
     rec = get_recipe("default", lr=1e-4, max_steps=10)          # too slow to solve anything

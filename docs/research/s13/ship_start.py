@@ -1,11 +1,15 @@
 """Session 13: write the start learned on the H100 (docs/research/s13/gpu/r50c.pt) as the shipped
 start for SmolLM2-135M, with its provenance, the inner-fit history of every stage and a plot.
 
-  .venv/bin/python docs/research/s13/ship_start.py
+  .venv/bin/python docs/research/s13/ship_start.py [OUTDIR]
+Session 14 shipped a newer start (docs/research/s14/ship_start.py), so this now writes to OUTDIR
+(default docs/research/s13/shipped/), not over proto/starts/; its .pt equals the kept copy
+docs/research/s13/start-s13.pt.
 The probe printed the model's fp32 state sha256 on the GPU (3c5fdee9..., the gguf loaded with
 transformers 5.17); it is checked here against this machine's before the file is written.
 """
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -41,20 +45,22 @@ cfg = {"learned_with": "docs/research/s13/gpu_probe.py (proto.meta.learn_start) 
        "stages": [{"name": "shipped-s12", "init": "origin", "iters": 16, "per_source": 4,
                    "inner_steps": 25, "eps": 1.0, "text_seed": 1000,
                    "command": "python -m proto.meta --config configs/proto/meta.yaml"}] + stages}
-out = Path("proto/starts/smollm2-135m.pt")
+dest = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/research/s13/shipped")
+dest.mkdir(parents=True, exist_ok=True)
+out = dest / "smollm2-135m.pt"
 save_start(out, s["e"], s["m"], lm, "e_m", "sink", cfg)
-Path("proto/starts/smollm2-135m.config.yaml").write_text(
+(dest / "smollm2-135m.config.yaml").write_text(
     "# Provenance of smollm2-135m.pt (session 13): four Reptile stages, each a linear eps decay\n"
     "# from 1 to 0; stage 1 is session 12's start, stages 2-4 ran on an H100 in fp32 on the same\n"
     "# weights. Reproduce the method with proto.meta: README 'A learned start'.\n"
     + __import__("yaml").safe_dump(cfg, sort_keys=False))
-Path("proto/starts/smollm2-135m.history.json").write_text(json.dumps(history, indent=1))
-fig = plot(history, Path("proto/starts/smollm2-135m.png"))
+(dest / "smollm2-135m.history.json").write_text(json.dumps(history, indent=1))
+fig = plot(history, dest / "smollm2-135m.png")
 # The inner horizon changes between stages (25 -> 50 steps), so the curve jumps there: mark them.
 bounds = [h["iter"] for a, h in zip(history, history[1:]) if h["stage"] != a["stage"]]
 for ax in fig.axes:
     for x in bounds:
         ax.axvline(x - 0.5, color="grey", lw=0.8, ls="--")
 fig.axes[0].set_title("Reptile stages: K=25 | K=50 x3 (dashed: stage starts)", fontsize=9)
-fig.savefig("proto/starts/smollm2-135m.png", dpi=110)
+fig.savefig(dest / "smollm2-135m.png", dpi=110)
 print("wrote", out, "|e0|", float(s["e"].norm()), "|m0|", float(s["m"].norm()), len(history), "iterations")
