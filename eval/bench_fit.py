@@ -1,13 +1,17 @@
 """Fitting benchmark: ratios measured side by side in one run, on the same texts.
 
-  python -m eval.bench_fit                              # default model, this machine
-  python -m eval.bench_fit n_texts=4 n_tokens=16 cap=200
-  python -m eval.bench_fit model=tiny-random n_texts=4 n_tokens=8 cap=100   # tiny CPU run
+  python -m eval.bench_fit                              # default model, this machine (~20 min here)
+  python -m eval.bench_fit n_texts=8 batch_size=0 paper_texts=0 cap=300   # session 13's layout
+  python -m eval.bench_fit model=tiny-random n_texts=4 batch_size=2 n_tokens=8 cap=100   # tiny CPU run
 
-1. texts solved per hour: batched continuous fitting (batch = n_texts) vs the per-text loop
-   (batch 1, one text after another, as in the reference implementations), same recipe, seeds;
-2. steps to solve: default recipe vs paper recipe, both capped at `cap` (a text unsolved at
-   the cap counts as `cap`, so the ratio is a lower bound whenever the paper recipe hits it);
+1. texts solved per hour: batched continuous fitting (n_texts streamed through a batch of
+   batch_size rows, a solved row's slot refilled at once; 0 = all texts in one batch) vs the
+   per-text loop (batch 1, one text after another, as in the reference implementations), same
+   recipe and seeds; beside it the rate ceiling batching can reach on this machine: seconds per
+   row-step of a full batch at each of `scaling_batches`, against batch 1;
+2. steps to solve: default recipe vs paper recipe on the first paper_texts texts (0 = all),
+   both capped at `cap` (a text unsolved at the cap counts as `cap`, so the ratio is a lower
+   bound whenever the paper recipe hits it);
 3. FLOP utilisation of a fit step (forward + input-gradient backward, counted from the model's
    shapes) against a dense fp32/bf16 matmul measured on this machine in this run, and the
    top operators of a profiled step, to show where the time goes.
@@ -33,14 +37,25 @@ class BenchConfig:
     device: str = ""
     dtype: str = "auto"
     source: str = "britannica"
-    n_texts: int = 8
+    n_texts: int = 24
+    batch_size: int = 8           # 0 = every text in one batch (no refilling)
     n_tokens: int = 16
     cap: int = 400
     recipe: str = "default"
     baseline_recipe: str = "paper"
+    paper_texts: int = 8          # the baseline runs on the first k texts (0 = all): it hits the cap
     profile_batch: int = 8
+    scaling_batches: list[int] = dataclasses.field(default_factory=lambda: [1, 4, 8, 16, 32])
     seed: int = 0
     mlflow: bool = True
+
+    def __post_init__(self):
+        if self.n_texts < 1 or self.n_tokens < 1 or self.cap < 1 or self.profile_batch < 1:
+            raise ValueError("n_texts, n_tokens, cap and profile_batch must be >= 1")
+        if self.batch_size < 0 or self.paper_texts < 0:
+            raise ValueError("batch_size and paper_texts must be >= 0 (0 = all texts)")
+        if not self.scaling_batches or min(self.scaling_batches) < 1:
+            raise ValueError("scaling_batches must be positive batch sizes")
 
 
 def timed(fn, reps: int, device) -> float:
@@ -132,9 +147,11 @@ def bench(cfg: BenchConfig, log=print) -> dict:
                  "threads": torch.get_num_threads()}
 
     # 1. batched continuous fitting vs the per-text loop, same recipe and seeds
-    log(f"[1/3] batched: {len(rows)} texts of {cfg.n_tokens} tokens in one batch ...")
+    bs = min(cfg.batch_size or len(rows), len(rows))
+    out["batch_size"] = bs
+    log(f"[1/3] batched: {len(rows)} texts of {cfg.n_tokens} tokens through a batch of {bs} ...")
     t0 = time.perf_counter()
-    batched = Fitter(lm, recipe, batch_size=len(rows), seed=cfg.seed).fit(rows)
+    batched = Fitter(lm, recipe, batch_size=bs, seed=cfg.seed).fit(rows)
     t_batched = time.perf_counter() - t0
     log(f"      {sum(r.solved for r in batched)}/{len(rows)} solved in {t_batched:.0f} s")
     log("[1/3] per-text loop (batch 1) on the same texts ...")
@@ -147,17 +164,30 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     out.update(batched_seconds=t_batched, loop_seconds=t_loop,
                batched_texts_per_hour=tph_b, loop_texts_per_hour=tph_l,
                speedup_batched_vs_loop=(tph_b / tph_l) if tph_l else float("inf"))
+    # What batching can gain here at most: a row-step's cost in a full batch of B against B=1
+    # (the step costs of one run; the fits above also pay for partly filled tail batches).
+    log(f"[1/3] seconds per row-step at batches {cfg.scaling_batches} ...")
+    per_row = {}
+    for b in sorted(set(cfg.scaling_batches)):
+        sb = [FitRow(texts[i % len(texts)], f"s{i}") for i in range(b)]
+        f = Fitter(lm, dataclasses.replace(recipe, max_steps=10 ** 6), batch_size=b)
+        per_row[b] = time_steps(f, sb) / b
+    best = min(per_row, key=per_row.get)
+    out.update(row_step_seconds_by_batch={str(b): v for b, v in per_row.items()},
+               batching_ceiling=(per_row[1] / per_row[best]) if 1 in per_row else None,
+               batching_ceiling_batch=best)
 
     # 2. default vs paper recipe: steps to solve (censored at the cap)
-    log(f"[2/3] {cfg.baseline_recipe} recipe on the same texts (cap {cfg.cap}) ...")
+    k = min(cfg.paper_texts or len(rows), len(rows))
+    log(f"[2/3] {cfg.baseline_recipe} recipe on the first {k} texts (cap {cfg.cap}) ...")
     t0 = time.perf_counter()
-    paper = Fitter(lm, base, batch_size=len(rows), seed=cfg.seed).fit(rows)
+    paper = Fitter(lm, base, batch_size=k, seed=cfg.seed).fit(rows[:k])
     t_paper = time.perf_counter() - t0
-    st_d = [r.steps if r.solved else cfg.cap for r in batched]
+    st_d = [r.steps if r.solved else cfg.cap for r in batched[:k]]
     st_p = [r.steps if r.solved else cfg.cap for r in paper]
-    out.update(default_steps_median=statistics.median(st_d),
+    out.update(paper_texts=k, default_steps_median=statistics.median(st_d),
                paper_steps_median=statistics.median(st_p),
-               default_solved=sum(r.solved for r in batched),
+               default_solved=sum(r.solved for r in batched[:k]),
                paper_solved=sum(r.solved for r in paper), paper_seconds=t_paper,
                speedup_default_vs_paper_steps=statistics.median(st_p) / statistics.median(st_d),
                paper_censored=any(not r.solved for r in paper))
@@ -185,10 +215,15 @@ def bench(cfg: BenchConfig, log=print) -> dict:
 def report(cfg: BenchConfig, r: dict) -> str:
     lines = [
         f"\nbatched vs per-text loop : {r['batched_texts_per_hour']:.0f} vs "
-        f"{r['loop_texts_per_hour']:.0f} texts/h  -> x{r['speedup_batched_vs_loop']:.2f}",
+        f"{r['loop_texts_per_hour']:.0f} texts/h  -> x{r['speedup_batched_vs_loop']:.2f} "
+        f"({r['n_texts']} texts, batch {r['batch_size']})",
+        "seconds per row-step, full batch of B: " + ", ".join(
+            f"B={b} {v:.3f}" for b, v in r["row_step_seconds_by_batch"].items())
+        + (f" -> batching ceiling x{r['batching_ceiling']:.2f} (B={r['batching_ceiling_batch']}"
+           " vs B=1)" if r["batching_ceiling"] else ""),
         f"{cfg.recipe} vs {cfg.baseline_recipe} steps : median {r['default_steps_median']:.0f} vs "
         f"{r['paper_steps_median']:.0f} ({r['default_solved']} vs {r['paper_solved']} of "
-        f"{r['n_texts']} solved by {cfg.cap}) -> x{r['speedup_default_vs_paper_steps']:.2f}"
+        f"{r['paper_texts']} solved by {cfg.cap}) -> x{r['speedup_default_vs_paper_steps']:.2f}"
         f"{' (lower bound: paper hit the cap)' if r['paper_censored'] else ''}",
         f"fit step (B={r['profile_batch']}, N={cfg.n_tokens}): {r['step_gflop']:.1f} GFLOP in "
         f"{r['step_seconds']:.3f} s = {r['step_gflops_per_s']:.0f} GFLOP/s; matmul "

@@ -4,8 +4,9 @@ from eval import bench_fit as BF
 
 
 def test_bench_fit_machinery_on_tiny_model(capsys):
-    rc = BF.main(["model=tiny-random", "device=cpu", "n_texts=2", "n_tokens=4", "cap=60",
-                  "profile_batch=2", "mlflow=false"])
+    rc = BF.main(["model=tiny-random", "device=cpu", "n_texts=3", "batch_size=2", "n_tokens=4",
+                  "cap=60", "paper_texts=2", "profile_batch=2", "scaling_batches=[1,2]",
+                  "mlflow=false"])
     assert rc == 0
     out = capsys.readouterr().out
     r = json.loads(out.strip().splitlines()[-1])
@@ -18,7 +19,13 @@ def test_bench_fit_machinery_on_tiny_model(capsys):
     assert abs(r["flop_utilisation"] - r["step_gflops_per_s"] / r["matmul_gflops_per_s"]) < 1e-6
     assert r["paper_steps_median"] / r["default_steps_median"] == r[
         "speedup_default_vs_paper_steps"]
-    assert r["default_solved"] == 2 and r["n_texts"] == 2
+    assert r["n_texts"] == 3 and r["batch_size"] == 2 and r["paper_texts"] == 2
+    assert r["default_solved"] == 2  # counted over the paper's texts, the ones compared
+    per_row = r["row_step_seconds_by_batch"]
+    assert set(per_row) == {"1", "2"} and min(per_row.values()) > 0
+    best = min(per_row, key=per_row.get)
+    assert r["batching_ceiling_batch"] == int(best)
+    assert abs(r["batching_ceiling"] - per_row["1"] / per_row[best]) < 1e-9
     assert "top operators of a profiled step:" in out and "aten::" in out
 
 
@@ -27,6 +34,10 @@ def test_bench_fit_bad_input_is_one_line_exit_2(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
     assert BF.main(["n_textz=3"]) == 2
+    assert BF.main(["batch_size=-1", "mlflow=false"]) == 2
+    assert BF.main(["scaling_batches=[0,4]", "mlflow=false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(e.startswith("error:") for e in err[1:])
 
 
 def test_step_flops_is_forward_plus_input_backward(tiny):
