@@ -113,6 +113,12 @@ def _flops(lm, batch: int, n: int, input_len: int) -> tuple[float, float]:
     return float(fwd), float(bwd)
 
 
+def full_batch(lm, recipe, texts, b: int) -> tuple[Fitter, list[FitRow]]:
+    """A Fitter with b rows (the texts, cycled) and no cap, for timing steps of a full batch."""
+    rows = [FitRow(texts[i % len(texts)], f"b{i}") for i in range(b)]
+    return Fitter(lm, dataclasses.replace(recipe, max_steps=10 ** 6), batch_size=b), rows
+
+
 def time_steps(fitter: Fitter, rows, steps: int = 3) -> float:
     """Median seconds of a fit step for these rows (no early stop in `steps` steps)."""
     ts = []
@@ -169,8 +175,7 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     log(f"[1/3] seconds per row-step at batches {cfg.scaling_batches} ...")
     per_row = {}
     for b in sorted(set(cfg.scaling_batches)):
-        sb = [FitRow(texts[i % len(texts)], f"s{i}") for i in range(b)]
-        f = Fitter(lm, dataclasses.replace(recipe, max_steps=10 ** 6), batch_size=b)
+        f, sb = full_batch(lm, recipe, texts, b)
         per_row[b] = time_steps(f, sb) / b
     best = min(per_row, key=per_row.get)
     out.update(row_step_seconds_by_batch={str(b): v for b, v in per_row.items()},
@@ -194,8 +199,7 @@ def bench(cfg: BenchConfig, log=print) -> dict:
 
     # 3. FLOP utilisation of a step against a matmul measured now
     log("[3/3] step FLOPs vs matmul rate, and a profile ...")
-    pb = [FitRow(texts[i % len(texts)], f"p{i}") for i in range(cfg.profile_batch)]
-    fitter = Fitter(lm, dataclasses.replace(recipe, max_steps=10 ** 6), batch_size=len(pb))
+    fitter, pb = full_batch(lm, recipe, texts, cfg.profile_batch)
     t_step = time_steps(fitter, pb)
     L = fitter.arr.input_length(cfg.n_tokens)
     flops = step_flops(lm, len(pb), cfg.n_tokens, L)

@@ -48,6 +48,7 @@ def name_inits(stages: list) -> list:
         st = dict(st)
         init = st.get("init", "origin")
         if init == "shipped":
+            assert i > 0, "a first stage that went on from 'shipped' has no stage to name"
             st["init"] = stages[i - 1]["name"]
         elif init.startswith("file:"):
             st["init"] = Path(init[len("file:"):]).stem

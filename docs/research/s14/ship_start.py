@@ -21,7 +21,7 @@ here = Path(__file__).parent / "gpu"
 lm, state = load_checked_model()
 metas = read_metas(here)
 # stages 1-4 = session 13's shipped start (its history and provenance as shipped then, git e2a3cb9)
-history = list(json.loads((here / "s13-start-history.json").read_text()))
+history = json.loads((here / "s13-start-history.json").read_text())
 old_cfg = torch.load("docs/research/s13/start-s13.pt", map_location="cpu",
                      weights_only=True)["config"]
 names = ("big1", "big2", "big3", "big4", "big5")
