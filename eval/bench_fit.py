@@ -200,7 +200,9 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     # 3. FLOP utilisation of a step against a matmul measured now
     log("[3/3] step FLOPs vs matmul rate, and a profile ...")
     fitter, pb = full_batch(lm, recipe, texts, cfg.profile_batch)
-    t_step = time_steps(fitter, pb)
+    # The scaling block above already timed a full batch of this size: one timing, not two.
+    t_step = (per_row[cfg.profile_batch] * cfg.profile_batch if cfg.profile_batch in per_row
+              else time_steps(fitter, pb))
     L = fitter.arr.input_length(cfg.n_tokens)
     flops = step_flops(lm, len(pb), cfg.n_tokens, L)
     rate = matmul_rate(lm.dtype, lm.device)
