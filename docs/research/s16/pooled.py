@@ -1,7 +1,7 @@
 """Session 16: the N=32 median over several eval.recipes runs pooled, with a bootstrap interval.
 
   .venv/bin/python docs/research/s16/pooled.py outputs/recipes/RUN1/results.json ...
-  .venv/bin/python docs/research/s16/pooled.py docs/research/s16/runs/n32-default-seed*.json
+  .venv/bin/python docs/research/s16/pooled.py docs/research/s16/results/n32-default-seed*.json
 (copies of the results.json of the seed 0 and 5 runs of session 14 and the seed 77 run of
 session 16, `default`, N=32, 16 + 16 texts, cap 300)
 """
