@@ -26,6 +26,8 @@ def test_bench_fit_machinery_on_tiny_model(capsys):
     best = min(per_row, key=per_row.get)
     assert r["batching_ceiling_batch"] == int(best)
     assert abs(r["batching_ceiling"] - per_row["1"] / per_row[best]) < 1e-9
+    # the utilisation row describes the full batch of profile_batch rows the scaling block timed
+    assert abs(r["step_seconds"] - 2 * per_row["2"]) < 1e-9
     assert "top operators of a profiled step:" in out and "aten::" in out
 
 
