@@ -5,6 +5,8 @@
 import json
 import statistics
 
+from paired import diff_summary   # the script's folder is on sys.path when run as a script
+
 
 def load(p):
     return {(e["source"], i): s for e in json.loads(open(p).read())["results"]
@@ -20,6 +22,4 @@ for seeds in ([5, 77], [0, 5, 77]):
     print(f"seeds {seeds}: {len(d)} texts; default median {statistics.median(a.values())}, "
           f"unsolved {sum(v >= 300 for v in a.values())}; beta2 0.95 median "
           f"{statistics.median(b.values())}, unsolved {sum(v >= 300 for v in b.values())}; "
-          f"faster {sum(x < 0 for x in d)}, slower {sum(x > 0 for x in d)}, same "
-          f"{sum(x == 0 for x in d)}; median diff {statistics.median(d)}, mean diff "
-          f"{statistics.mean(d):.1f}")
+          + diff_summary(d))
