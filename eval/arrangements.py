@@ -11,15 +11,16 @@
 The same `n_texts` texts (prefixes of `max(lengths)`-token windows of `source`) are fitted in
 every arrangement of proto.arrangement that Table 1 has (`e_m` = [e][m]x(N-1), the paper's
 main scheme; `e_mN` = [e][m]xN with e's output unscored; `eN` = [e]xN; `eN2_mN2`; `em_alt`),
-with `default_v2` (the default until session 12; today's `default` adds a start learned for
-`e_m` only) and its prefix (the <|endoftext|> sink) unless `recipe=paper`.
+with `default_v2` (`default` without the learned start, which exists for `e_m` only, so every
+arrangement starts alike) and its prefix (the <|endoftext|> sink) unless `recipe=paper`.
 `mem_ar` (Kuratov's [mem] t_1..t_N) may be listed too; its accuracy is teacher-forced.
 Each (arrangement, N) is one batched Fitter.fit call holding all its texts (one length per call,
 so no row is padded). Reported per cell: accuracy mean ± std over texts (the paper's numbers),
 fraction solved (accuracy 1.0 within max_steps) and median steps, beside the paper's Table 1.
 
-Default config cost (an estimate for the lead to confirm): SmolLM2-135M on the 2-core CPU,
-4 texts x N in {1, 2, 4, 16} x 5 arrangements, cap 120 steps: ~7-8 minutes. Each N = 16 cell
+Default config cost: SmolLM2-135M on the 2-core CPU, 4 texts x N in {1, 2, 4, 16} x 5
+arrangements, cap 120 steps: ~7-8 minutes estimated, 16 min measured while a corpus build
+shared the cores (docs/research/paper-tables). Each N = 16 cell
 is ~0.5 s/step (4 rows x 18 positions), ~1 min; N <= 4 cells are ~0.2-0.3 s/step and take
 seconds when they solve, ~30 s when they run to the cap, as [e]xN does at N >= 2 in the paper.
 Writes outputs/eval/arrangements/{config.yaml,results.json,table.md,arrangements.png}; logs

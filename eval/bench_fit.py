@@ -1,7 +1,7 @@
 """Fitting benchmark: ratios measured side by side in one run, on the same texts.
 
   python -m eval.bench_fit                              # default model, this machine (~20 min here)
-  python -m eval.bench_fit n_texts=8 batch_size=0 paper_texts=0 cap=300   # session 13's layout
+  python -m eval.bench_fit n_texts=8 batch_size=0 paper_texts=0 cap=300   # one batch of 8, no refill
   python -m eval.bench_fit model=tiny-random n_texts=4 batch_size=2 n_tokens=8 cap=100   # tiny CPU run
 
 1. texts solved per hour: batched continuous fitting (n_texts streamed through a batch of

@@ -87,25 +87,25 @@ RECIPES: dict[str, Recipe] = {
     "paper": Recipe(name="paper", prefix="", init_std=1.0),
     # The paper's optimiser with an <|endoftext|> attention sink and embedding-scale init.
     "sink": Recipe(name="sink", prefix="sink", init_std=0.0),
-    # The default until session 8, chosen by measurement (README "Fitting recipes";
-    # docs/research): with the sink, steps to solve at N=32 fell monotonically from lr 1e-2 to
-    # 3e-1 (1.0 was worse), and a cosine decay to 0.1x over 300 steps cut the median again
-    # (8 texts: 202/255 -> 160/200 steps).
+    # The best recipe from the origin without restarts (docs/research/fitting-recipes): with the
+    # sink, steps to solve at N=32 fell monotonically from lr 1e-2 to 3e-1 (1.0 was worse), and
+    # a cosine decay to 0.1x over 300 steps cut the median again (8 texts: 202/255 -> 160/200
+    # steps). The recipe the corpus and paper-table numbers were measured with.
     "default_v1": Recipe(name="default_v1", prefix="sink", init_std=0.0, lr=0.3,
                          schedule="cosine", schedule_steps=300, max_steps=2000),
     # default_v1, plus: a row still unsolved when its cosine cycle ends starts a fresh attempt
     # with a fresh cycle (at N=32, 6+6 texts, cap 600, the 3 texts left at step 300 all solved
-    # in their second attempt; README "Where e starts, and restarts"). e_init='tokens' was the
-    # default for part of session 8 and was reverted: 36 vs 38 texts solved over four
-    # side-by-side runs, 5/8 vs 8/8 in eval.bench_fit.
+    # in their second attempt; docs/research/fitting-recipes). It keeps default_v1's init:
+    # e_init='tokens' solved 36 vs 38 texts over four side-by-side runs, 5/8 vs 8/8 in
+    # eval.bench_fit.
     "default_v2": Recipe(name="default_v2", prefix="sink", init_std=0.0, lr=0.3,
                          schedule="cosine", schedule_steps=300, max_steps=2000,
                          restart_after=300),
     # default_v2 started at the meta-learned (e0, m0) shipped for the model (proto.meta;
-    # README "A learned start"), at lr 0.2 (from a good start a lower lr keeps its structure;
-    # session 10's anchor starts were best at 0.1-0.2). N=32, 16 + 16 texts, cap 300, with
-    # session 14's start: 32/32 solved, median 54 / 73.5 (59.5 pooled), 2029 row-steps (session
-    # 13's: 57.5 / 75.5, 2200; session 12's: 31/32, 118 / 134, 4040) against default_v2's
+    # docs/research/learned-starts), at lr 0.2 (from a good start a lower lr keeps its structure;
+    # starts at another text's solution were best at 0.1-0.2). N=32, 16 + 16 texts, cap 300, from
+    # the shipped start (stage 9): 32/32 solved, median 54 / 73.5 (59.5 pooled), 2029 row-steps
+    # (stage 4: 57.5 / 75.5, 2200; stage 1: 31/32, 118 / 134, 4040) against default_v2's
     # 26/32, 178 / 216, 6737.
     # On a model with no shipped start it is default_v2 at lr 0.2, with a warning.
     "default": Recipe(name="default", prefix="sink", init_std=0.0, lr=0.2, schedule="cosine",

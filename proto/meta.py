@@ -17,8 +17,9 @@ row at (e0, m0) plus the recipe's own N(0, std) noise, fits `inner_steps` steps 
 e0 += eps * mean(e - e0), m0 likewise, with eps decaying linearly from `eps` to 0. The mean
 cancels what is text-specific; what stays is where every text's fit is heading early on.
 `init` goes on from an existing start (a path, or `learned`) instead of a random point: the
-shipped start (proto/starts/smollm2-135m.pt) is stage 1 followed by three such K=50 stages
-(its .config.yaml records them; they ran on an H100 through the same learn_start).
+shipped start (proto/starts/smollm2-135m.pt) is stage 1 followed by eight such K=50 stages
+(three of 16 + 16 texts an iteration, five of 128 + 128; its .config.yaml records them; they ran
+on an H100 through the same learn_start).
 Use the result with `recipe_overrides.start=PATH` (or `start: learned` for the shipped one).
 Writes the start file (updated after every iteration, atomically), config.yaml, history.json
 and a plot of loss and accuracy after `inner_steps` per iteration beside it; logs to MLflow
@@ -51,7 +52,7 @@ class MetaConfig:
     inner_steps: int = 25
     eps: float = 1.0
     # where the start begins: '' a random point (seeded), or a start file / 'learned' to go on
-    # from (the shipped start was learned in stages this way: README "A learned start")
+    # from (the shipped start was learned in stages this way: docs/research/learned-starts)
     init: str = ""
     text_seed: int = 1000
     seed: int = 0

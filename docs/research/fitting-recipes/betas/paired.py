@@ -1,9 +1,9 @@
-"""Session 17: candidates of eval.recipes runs compared text by text against a reference.
+"""Candidates of eval.recipes runs compared text by text against a reference.
 
-Steps to solve depend mostly on the text (session 16: init noise 0.01 vs 0.12 moved few texts),
+Steps to solve depend mostly on the text (init noise 0.01 vs 0.12 moved few texts),
 so a paired comparison on the same texts and seeds separates candidates better than medians.
 
-  .venv/bin/python docs/research/s17/paired.py REF_CANDIDATE outputs/recipes/RUN1/results.json ...
+  .venv/bin/python docs/research/fitting-recipes/betas/paired.py REF_CANDIDATE outputs/recipes/RUN1/results.json ...
 """
 import json
 import statistics

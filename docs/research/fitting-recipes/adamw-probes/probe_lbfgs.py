@@ -1,6 +1,6 @@
-"""Session 9 probe: per-row L-BFGS (strong Wolfe) vs AdamW default_v1, counting model evaluations.
+"""Probe (2026-11-22): per-row L-BFGS (strong Wolfe) vs AdamW default_v1, counting model evaluations.
 
-  .venv/bin/python docs/research/s9/probe_lbfgs.py N N_TEXTS CAP [opt ...]
+  .venv/bin/python docs/research/fitting-recipes/adamw-probes/probe_lbfgs.py N N_TEXTS CAP [opt ...]
 """
 import sys, time, math, json
 import torch, torch.nn.functional as F

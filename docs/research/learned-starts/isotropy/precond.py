@@ -1,4 +1,4 @@
-"""Session 16 probe: a per-coordinate learning rate from where solutions lie (diagonal Meta-SGD).
+"""Probe (2026-11-23): a per-coordinate learning rate from where solutions lie (diagonal Meta-SGD).
 
 Adam moves every coordinate by about lr a step, whatever distance that coordinate has to go.
 If the solutions' displacements from the shipped start (e - e0, m - m0) are much larger in some
@@ -6,9 +6,9 @@ coordinates than others, scaling each coordinate's lr by its displacement scale 
 coordinates arrive together. This probe measures the displacement scales on texts no study uses,
 then reruns the issue's N=32 evaluation with the scaled lr.
 
-  .venv/bin/python -u docs/research/s16/precond.py collect OUT.pt [n_per_source=16] [seed=77]
-  .venv/bin/python -u docs/research/s16/precond.py stats OUT.pt
-  .venv/bin/python -u docs/research/s16/precond.py eval OUT.pt POWER SEED [CLIP]   # ~13 min
+  .venv/bin/python -u docs/research/learned-starts/isotropy/precond.py collect OUT.pt [n_per_source=16] [seed=77]
+  .venv/bin/python -u docs/research/learned-starts/isotropy/precond.py stats OUT.pt
+  .venv/bin/python -u docs/research/learned-starts/isotropy/precond.py eval OUT.pt POWER SEED [CLIP]   # ~13 min
 
 `eval` runs eval.recipes' `default` candidate (N=32, 16+16 texts, cap 300, batch 32) with each
 AdamW coordinate's lr multiplied by s_j = (rms_j / mean rms)^POWER, clipped to [1/CLIP, CLIP]
@@ -114,7 +114,7 @@ def evaluate(path, power, seed, clip=4.0):
     F._Table.__init__, F._Table.step = init, step
     cfg = RecipesConfig(lengths=[32], n_texts=16, max_steps=300, batch_size=32, seed=seed,
                         candidates=["default"], mlflow=False,
-                        out=f"outputs/s16/p{power}-s{seed}")
+                        out=f"outputs/precond/p{power}-s{seed}")
     res = study(cfg)
     allsteps = []
     for r in res["results"]:

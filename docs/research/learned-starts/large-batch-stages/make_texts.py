@@ -1,7 +1,8 @@
-"""Session 14: the session-13 text file plus a larger training pool for the amortised-start probe.
+"""The text file of ../gpu-stages/make_texts.py plus a larger training pool for the large-batch
+stages and the amortised-start probe.
 
-  .venv/bin/python docs/research/s14/make_texts.py .carry/texts.json .carry/b/texts14.json
-Adds `big|32|source`: 3072 texts per source (seed 2000), with the same filter as session 13
+  .venv/bin/python docs/research/learned-starts/large-batch-stages/make_texts.py .carry/texts.json .carry/texts-big.json
+Adds `big|32|source`: 3072 texts per source (seed 2000), with the same filter as ../gpu-stages/make_texts.py
 (prose windows sharing any 8-token run with an evaluation text are dropped).
 """
 import json

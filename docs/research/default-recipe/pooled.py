@@ -1,9 +1,9 @@
-"""Session 16: the N=32 median over several eval.recipes runs pooled, with a bootstrap interval.
+"""The N=32 median over several eval.recipes runs pooled, with a bootstrap interval.
 
-  .venv/bin/python docs/research/s16/pooled.py outputs/recipes/RUN1/results.json ...
-  .venv/bin/python docs/research/s16/pooled.py docs/research/s16/results/n32-default-seed*.json
-(copies of the results.json of the seed 0 and 5 runs of session 14 and the seed 77 run of
-session 16, `default`, N=32, 16 + 16 texts, cap 300)
+  .venv/bin/python docs/research/default-recipe/pooled.py outputs/recipes/RUN1/results.json ...
+  .venv/bin/python docs/research/default-recipe/pooled.py docs/research/default-recipe/results/n32-default-seed*.json
+(copies of the results.json of the seed 0, 5 and 77 runs of `default`, N=32, 16 + 16 texts,
+cap 300, measured 2026-11-23; logs in logs/)
 """
 import json
 import random

@@ -1,6 +1,6 @@
-"""Session 9 probe: batched AdamW trajectories (loss, accuracy, norms) under recipe variants.
+"""Probe (2026-11-22): batched AdamW trajectories (loss, accuracy, norms) under recipe variants.
 
-  .venv/bin/python docs/research/s9/probe_traj.py N N_TEXTS CAP 'variant-json' ...
+  .venv/bin/python docs/research/fitting-recipes/adamw-probes/probe_traj.py N N_TEXTS CAP 'variant-json' ...
 A variant is a JSON dict of Recipe overrides of default_v1 plus probe-only keys (leading "_"):
   _m_from/_e_from: start at a saved vector (+ the init noise x _m_noise/_e_noise);
   _m_scale/_e_scale: scale the init; _m_lr: another lr for m; _save: save the final e, m.

@@ -1,6 +1,6 @@
-"""Session 10 probe: other per-row update rules for e and m against AdamW default_v1.
+"""Probe (2026-11-22/23): other per-row update rules for e and m against AdamW default_v1.
 
-  .venv/bin/python docs/research/s10/probe_opt.py N N_TEXTS CAP 'variant-json' ...
+  .venv/bin/python docs/research/fitting-recipes/update-rules/probe_opt.py N N_TEXTS CAP 'variant-json' ...
 A variant is a JSON dict of Recipe overrides of default_v1 plus probe-only keys (leading "_"):
   _opt: adam (the Fitter's vectorised AdamW, default) | rprop (iRprop-: a step size per
         coordinate, x eta_plus while the gradient keeps its sign, x eta_minus and a skipped
@@ -9,14 +9,14 @@ A variant is a JSON dict of Recipe overrides of default_v1 plus probe-only keys 
   _e_scale/_m_scale: scale the init.
   _loss: ce_masked drops positions whose target logit leads every other by >= _margin (default
         2.0) from the CE sum (they are right with room), so the gradient goes to the rest.
-  _opt: adam_rot (session 11): the same AdamW run in a rotated orthonormal basis U (e = U z,
+  _opt: adam_rot: the same AdamW run in a rotated orthonormal basis U (e = U z,
         Adam on z), U from _basis: emb (eigenvectors of the token-embedding covariance),
         layer0 (of diag(w) W^T W diag(w) summed over layer 0's q, k, v, gate, up, w its input
         RMSNorm weight) or grad (of a covariance of per-row unit gradients shared by all rows,
         an EMA with decay _beta_s, re-decomposed every _every steps; the first moment is
         rotated with the basis, the second kept, as in SOAP). _basis_m: the same for m (default:
         _basis).
-  _from: a file saved by docs/research/s9/probe_traj.py (_save) and _from_row: its row; every
+  _from: a file saved by docs/research/fitting-recipes/adamw-probes/probe_traj.py (_save) and _from_row: its row; every
         row starts at that row's solved e, m plus its own init noise x _noise (default 1).
 Texts: the first N_TEXTS Gutenberg-prose and N_TEXTS random-word texts of
 data_gen.sources.sample_texts (seed TEXT_SEED, default 0), the same as eval.recipes; inits

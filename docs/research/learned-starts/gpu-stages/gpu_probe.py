@@ -1,8 +1,8 @@
-"""Session 13 probe: learned starts and recipes at N=32, run where a GPU is lent (or here, slowly).
+"""Probe (2026-11-23): learned starts and recipes at N=32, run where a GPU is lent (or here, slowly).
 
-  python docs/research/s13/gpu_probe.py MODEL.gguf TEXTS.json JOBS.json OUTDIR
-  .venv/bin/python docs/research/s13/gpu_probe.py tiny-random .carry/texts.json \
-      docs/research/s13/jobs-tiny.json /tmp/s13      # tiny CPU run, seconds
+  python docs/research/learned-starts/gpu-stages/gpu_probe.py MODEL.gguf TEXTS.json JOBS.json OUTDIR
+  .venv/bin/python docs/research/learned-starts/gpu-stages/gpu_probe.py tiny-random .carry/texts.json \
+      docs/research/learned-starts/gpu-stages/jobs-tiny.json /tmp/gpu-stages      # tiny CPU run, seconds
 
 Everything goes through the library (proto.fit.Fitter, proto.meta.learn_start) on the model in
 fp32, so step counts mean what they mean on this CPU. TEXTS.json comes from make_texts.py:
@@ -12,8 +12,9 @@ for meta-learning. JOBS.json is a list of jobs run in order:
    "recipe": "default", "overrides": {...}, "n": 32, "cap": 300, "restarts": 1}
       fits the 16 + 16 evaluation texts of length n from that start; prints and records per
       source eval.recipes.summarise's numbers: solved within the cap, median and p90 steps
-      (unsolved = cap; p90 the nearest rank), row-steps. The session-13 runs predate this and
-      recorded an interpolated p90; the README tables give the nearest rank, from their steps.
+      (unsolved = cap; p90 the nearest rank), row-steps. The runs in gpu/results-2..5.jsonl
+      recorded an interpolated p90; the tables in docs/research/learned-starts give the nearest
+      rank, computed from their per-text steps.
   {"job": "meta", "name": ..., "init": "shipped" | "origin" | "<meta job name>",
    "recipe": "default_v1", "overrides": {"lr": 0.2}, "iters": 30, "per_source": 16,
    "inner_steps": 50, "eps": 1.0, "offset": 0}

@@ -1,7 +1,7 @@
-"""Session 16: the texts of an eval.recipes run left unsolved at its cap, refitted with `default`
+"""The texts of an eval.recipes run left unsolved at its cap, refitted with `default`
 under a longer cap (its restart_after=300 gives each a fresh attempt at step 300).
 
-  .venv/bin/python -u docs/research/s16/tail.py outputs/recipes/RUN/results.json SEED CAP
+  .venv/bin/python -u docs/research/default-recipe/tail.py outputs/recipes/RUN/results.json SEED CAP
 """
 import json
 import sys

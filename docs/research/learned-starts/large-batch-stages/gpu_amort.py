@@ -1,8 +1,8 @@
-"""Session 14 probe: an amortised start. Fit many training texts from the shipped (e0, m0), regress
+"""Probe (2026-11-23): an amortised start. Fit many training texts from the shipped (e0, m0), regress
 their solutions on features of the text, and start each evaluation text at e0 + W phi(text).
 
-  python docs/research/s14/gpu_amort.py MODEL.gguf TEXTS.json OUTDIR [key=value ...]
-  .venv/bin/python docs/research/s14/gpu_amort.py tiny-random .carry/b/texts14.json /tmp/s14 \
+  python docs/research/learned-starts/large-batch-stages/gpu_amort.py MODEL.gguf TEXTS.json OUTDIR [key=value ...]
+  .venv/bin/python docs/research/learned-starts/large-batch-stages/gpu_amort.py tiny-random .carry/texts-big.json /tmp/amort \
       n_train=64 gen_cap=20 eval_cap=20 n_eval=4 batch=32 use_unsolved=1 loop=2  # tiny, 30 s
 
 Stages (each result line also goes to OUTDIR/results.jsonl):
@@ -16,7 +16,7 @@ Stages (each result line also goes to OUTDIR/results.jsonl):
         out for R^2 and the ridge strength; refit on all; W saved to OUTDIR/W-<feat>.pt.
   eval  the issue's 16 + 16 N=32 texts at cap eval_cap, `default` recipe: from the shipped
         start, then from each predictor (e and m both, or e only), through proto.fit.Fitter.
-Everything in fp32 with TF32 off, as session 13's probe.
+Everything in fp32 with TF32 off, as ../gpu-stages/gpu_probe.py.
 """
 import json
 import math

@@ -1,6 +1,6 @@
-"""Session 12 probe: a meta-learned start (Reptile) for e and m.
+"""Probe (2026-11-23): a meta-learned start (Reptile) for e and m.
 
-  .venv/bin/python -u docs/research/s12/reptile.py N ITERS K OUT.pt '{"lr": 0.1, ...}'
+  .venv/bin/python -u docs/research/learned-starts/reptile-probe/reptile.py N ITERS K OUT.pt '{"lr": 0.1, ...}'
 Learns one text-independent start (E0, M0). Each iteration samples 4 new Gutenberg-prose and
 4 new random-word texts of N tokens (seed 1000 + iteration, so never the probes' evaluation
 texts of seeds 0 and 1), starts every row at (E0, M0) plus its own N(0, sigma_emb) noise, runs K
@@ -9,7 +9,7 @@ decayed from it to 0 over ITERS), then moves the start toward the rows' mean end
   E0 += eps * mean_rows(e_K - E0), likewise M0.
 Prints per iteration the mean loss and token accuracy after K steps (the quantity Reptile
 lowers), and saves {"e": E0[None], "m": M0[None]} to OUT.pt after every iteration, in the
-format docs/research/s10/probe_opt.py reads with '{"_from": OUT.pt, "_from_row": 0}'.
+format docs/research/fitting-recipes/update-rules/probe_opt.py reads with '{"_from": OUT.pt, "_from_row": 0}'.
 Tiny run (~1 min here): reptile.py 8 2 3 /tmp/r.pt '{}'
 """
 import json

@@ -1,8 +1,8 @@
-"""Shared steps of the ship_start.py scripts of sessions 13 and 14: check that the GPU learned the
-start on this machine's weights, read the probe's Reptile records, name each stage's init by the
-stage it started from, and write the start file with provenance, history and a plot.
+"""Shared steps of gpu-stages/ship_start.py and large-batch-stages/ship_start.py: check that the GPU
+learned the start on this machine's weights, read the probe's Reptile records, name each stage's
+init by the stage it started from, and write the start file with provenance, history and a plot.
 
-Not run on its own; see docs/research/s13/ship_start.py and docs/research/s14/ship_start.py.
+Not run on its own; the two scripts put this folder on sys.path.
 """
 import json
 from pathlib import Path
@@ -40,9 +40,10 @@ def stage_record(meta: dict) -> dict:
 
 
 def name_inits(stages: list) -> list:
-    """The probe recorded where a stage started as it found it on the GPU machine: `shipped` (the
-    start shipped at the time) or `file:.carry/<dir>/<stage>.pt` (an ignored carry folder). In a
-    clone neither means anything, so each becomes the name of the stage it continued."""
+    """The probe records where a stage started as it found it on the GPU machine: `shipped` (the
+    start in proto/starts/ on that machine, i.e. the previous stage) or `file:.carry/<dir>/<stage>.pt`
+    (an ignored carry folder). In a clone neither means anything, so each becomes the name of the
+    stage it continued."""
     out = []
     for i, st in enumerate(stages):
         st = dict(st)
