@@ -100,7 +100,7 @@ class CapacityConfig:
     warm_steps: int = 150
     threshold: float = 0.99
     patience: int = 1                     # consecutive failed lengths that end a text's climb
-    recipe: str = "default_v2"            # the recipe of the README table (see configs/eval/)
+    recipe: str = "default_v2"            # no learned start, as docs/research/paper-tables
     recipe_overrides: dict = dataclasses.field(default_factory=dict)
     max_steps: int = 120                  # 0 = the recipe's own cap
     batch_size: int = 0                   # 0 = all texts of a call at once (shared: always)

@@ -64,7 +64,7 @@ class SharingConfig:
     seeds: int = 3                        # restarts per text (the paper: 10)
     shared: list[str] = dataclasses.field(default_factory=lambda: ["m", "e"])
     source: str = "britannica"
-    recipe: str = "default_v2"            # the recipe of the README table (see configs/eval/)
+    recipe: str = "default_v2"            # no learned start, as docs/research/paper-tables
     recipe_overrides: dict = dataclasses.field(default_factory=dict)
     max_steps: int = 120                  # 0 = the recipe's own cap
     batch_size: int = 0                   # 0 = all seeds x texts of a setting in one batch

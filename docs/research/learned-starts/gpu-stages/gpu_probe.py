@@ -6,7 +6,7 @@
 
 Everything goes through the library (proto.fit.Fitter, proto.meta.learn_start) on the model in
 fp32, so step counts mean what they mean on this CPU. TEXTS.json comes from make_texts.py:
-`eval|N|source` are the issue's texts (seed 0, 16 per source), `train|32|source` other texts
+`eval|N|source` are the evaluation texts (seed 0, 16 per source), `train|32|source` other texts
 for meta-learning. JOBS.json is a list of jobs run in order:
   {"job": "fit", "name": ..., "start": "shipped" | "origin" | "<meta job name>",
    "recipe": "default", "overrides": {...}, "n": 32, "cap": 300, "restarts": 1}

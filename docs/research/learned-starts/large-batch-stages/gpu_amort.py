@@ -14,7 +14,7 @@ Stages (each result line also goes to OUTDIR/results.jsonl):
         all (every position's embedding, dual ridge).
   ridge per feature set, ridge from features to (e - e0, m - m0) on the solved texts; 10 % held
         out for R^2 and the ridge strength; refit on all; W saved to OUTDIR/W-<feat>.pt.
-  eval  the issue's 16 + 16 N=32 texts at cap eval_cap, `default` recipe: from the shipped
+  eval  the 16 + 16 N=32 evaluation texts at cap eval_cap, `default` recipe: from the shipped
         start, then from each predictor (e and m both, or e only), through proto.fit.Fitter.
 Everything in fp32 with TF32 off, as ../gpu-stages/gpu_probe.py.
 """
