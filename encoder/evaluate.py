@@ -1,0 +1,223 @@
+"""Held-out evaluation of an encoder beside the baselines, all decoded in one pass.
+
+  python -m encoder.evaluate --checkpoint outputs/encoder/default --corpus outputs/corpus/encoder
+  python -m encoder.evaluate --checkpoint default --corpus outputs/corpus/encoder knn=minilm
+  python -m encoder.evaluate --checkpoint outputs/encoder/tiny --corpus outputs/corpus/tiny-enc \
+      mlflow=false                                           # tiny CPU run (seconds)
+
+Methods, each scored on the same held-out texts (split by context and text id as in training):
+  encoder    the encoder's e, decoded with its m
+  optimised  the corpus's fitted e (best restart), decoded with the corpus's m: the ceiling
+  knn        the fitted e of the nearest TRAINING text by text similarity (FAISS inner product
+             over TF-IDF of token ids, or MiniLM embeddings), with the corpus's m
+  mean       the mean fitted e of the training texts, with the corpus's m
+  start      the encoder's offset alone (where fitting starts), with the encoder's m
+  random     N(0, embedding std) with the encoder's m
+Per method: one-pass token accuracy, exact-match rate and C_tokens, overall, per length and
+per source. The last stdout line is JSON with eval/one_pass_acc, eval/exact_match,
+eval/c_tokens and eval/<method>_acc ... for every baseline.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .data import Example
+
+METHODS = ("encoder", "optimised", "knn", "mean", "start", "random")
+
+
+@torch.no_grad()
+def encode_examples(enc, examples: list[Example], device, batch_size: int = 64) -> torch.Tensor:
+    from .models import pad_batch
+    out = []
+    for s in range(0, len(examples), batch_size):
+        part = examples[s: s + batch_size]
+        ids, mask = pad_batch([x.token_ids for x in part], device)
+        out.append(enc({"ids": ids, "mask": mask, "texts": [x.text for x in part]}).float())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def knn_targets(train: list[Example], queries: list[Example], mode: str = "tfidf"
+                ) -> list[np.ndarray]:
+    """For each query, the first fitted e of its nearest training text (FAISS, cosine)."""
+    import faiss
+    pool = [x for x in train if x.targets is not None]
+    if not pool:
+        return []
+    texts = [x.text for x in pool] + [x.text for x in queries]
+    if mode == "minilm":
+        from eval.textdist import minilm_embeddings
+        vec = minilm_embeddings(texts)
+    else:
+        from eval.textdist import tfidf_vectors
+        vec = tfidf_vectors(texts, [x.token_ids for x in pool] + [x.token_ids for x in queries]
+                            ).astype(np.float32).toarray()
+    vec = np.ascontiguousarray(vec, dtype=np.float32)
+    faiss.normalize_L2(vec)
+    index = faiss.IndexFlatIP(vec.shape[1])
+    index.add(vec[: len(pool)])
+    _, nn = index.search(vec[len(pool):], 1)
+    return [pool[int(j)].targets[0] for j in nn[:, 0]]
+
+
+def _stats(acc: torch.Tensor, examples: list[Example]) -> dict:
+    n = torch.tensor([x.n for x in examples], dtype=torch.float32)
+    return {"acc": float(acc.mean()), "exact": float((acc >= 1 - 1e-9).float().mean()),
+            "c_tokens": float((acc * n).mean()), "texts": len(examples)}
+
+
+def grouped(acc: torch.Tensor, examples: list[Example]) -> dict:
+    """{'all': stats, 'N8': stats, 'source:britannica': stats, ...}"""
+    out = {"all": _stats(acc, examples)}
+    for key in sorted({f"N{x.n}" for x in examples} | {f"source:{x.source}" for x in examples}):
+        idx = [i for i, x in enumerate(examples)
+               if (key == f"N{x.n}" or key == f"source:{x.source}")]
+        out[key] = _stats(acc[idx], [examples[i] for i in idx])
+    return out
+
+
+def baseline_es(setup, examples: list[Example], knn: str, seed: int = 0
+                ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None, list[Example]]]:
+    """method -> (e's, m, the examples they score); baselines that need a corpus are absent
+    without one, and `optimised` scores only texts the corpus solved."""
+    from proto.fit import embedding_std
+    lm, d = setup.lm, setup.lm.d_model
+    out = {"start": (setup.offset.reshape(1, d).expand(len(examples), d), setup.m, examples)}
+    g = torch.Generator().manual_seed(seed)
+    out["random"] = (torch.randn(len(examples), d, generator=g) * embedding_std(lm),
+                     setup.m, examples)
+    train = setup.split.train_corpus
+    if setup.corpus_m is None or not any(x.targets is not None for x in train):
+        return out
+    solved = [x for x in examples if x.targets is not None]
+    if solved:
+        out["optimised"] = (torch.from_numpy(np.stack([x.targets[0] for x in solved])),
+                            setup.corpus_m, solved)
+    near = knn_targets(train, examples, knn)
+    out["knn"] = (torch.from_numpy(np.stack(near)), setup.corpus_m, examples)
+    mean = np.concatenate([x.targets for x in train if x.targets is not None]).mean(0)
+    out["mean"] = (torch.from_numpy(mean).reshape(1, d).expand(len(examples), d),
+                   setup.corpus_m, examples)
+    return out
+
+
+def score(decoder, e: torch.Tensor, m, examples: list[Example]) -> dict:
+    acc = decoder.accuracy(e.to(decoder.lm.device), m, [x.token_ids for x in examples])
+    return grouped(acc, examples)
+
+
+def evaluate(enc, setup, examples: list[Example], knn: str = "tfidf",
+             baselines: dict | None = None) -> dict:
+    """{method: grouped stats}; pass `baselines` (a previous result) to skip recomputing them."""
+    m = enc.m if enc.m is not None else setup.m
+    e = encode_examples(enc, examples, setup.lm.device)
+    with enc.decoding():
+        res = {"encoder": score(setup.decoder, e, m, examples)}
+        if baselines is None:
+            baselines = {k: score(setup.decoder, *v) for k, v in
+                         baseline_es(setup, examples, knn).items()}
+    res.update(baselines)
+    return res
+
+
+def flat_metrics(res: dict) -> dict:
+    """MLflow metric names: eval/one_pass_acc, eval/exact_match, eval/c_tokens for the encoder,
+    eval/<method>_acc|_exact for the baselines, and /N8, /source:... breakdowns."""
+    out = {}
+    for method, groups in res.items():
+        for g, st in groups.items():
+            suffix = "" if g == "all" else "/" + g.replace(":", "_")
+            if method == "encoder":
+                out[f"eval/one_pass_acc{suffix}"] = st["acc"]
+                out[f"eval/exact_match{suffix}"] = st["exact"]
+                out[f"eval/c_tokens{suffix}"] = st["c_tokens"]
+            else:
+                out[f"eval/{method}_acc{suffix}"] = st["acc"]
+                out[f"eval/{method}_exact{suffix}"] = st["exact"]
+    return out
+
+
+def table(res: dict) -> str:
+    groups = list(res["encoder"])
+    lines = ["| method | " + " | ".join(f"{g} acc / exact" for g in groups) + " |",
+             "|---" * (len(groups) + 1) + "|"]
+    for method in METHODS:
+        if method not in res:
+            continue
+        cells = []
+        for g in groups:
+            st = res[method].get(g)
+            cells.append("—" if st is None else f"{st['acc']:.3f} / {st['exact']:.2f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    checkpoint: str = "default"
+    corpus: str = ""                 # '' = the corpus the encoder was trained on
+    knn: str = "tfidf"               # tfidf | minilm
+    limit: int = 0                   # held-out texts evaluated (0 = all)
+    device: str = ""
+    mlflow: bool = True
+
+    def __post_init__(self):
+        if self.knn not in ("tfidf", "minilm"):
+            raise ValueError("knn must be tfidf or minilm")
+        if self.limit < 0:
+            raise ValueError("limit must be >= 0")
+
+
+def main(argv=None) -> int:
+    from proto import config as C
+    from proto.tracking import run as mlflow_run
+
+    from . import checkpoint as ckpt
+    from .core import EncoderError, check_corpus, prepare
+    cfg = C.parse_cli(EvalConfig, __doc__, argv, prog="python -m encoder.evaluate",
+                      paths={"checkpoint": "encoder file, training output dir, or 'default'",
+                             "corpus": "corpus directory (default: the training corpus)"})
+    if cfg is None:
+        return 2
+    t0 = time.time()
+    try:
+        blob = ckpt.read(cfg.checkpoint)
+        ecfg = C.from_dict(__import__("encoder.config", fromlist=["EncoderConfig"]
+                                      ).EncoderConfig, blob["config"])
+        corpus = cfg.corpus or ecfg.data.corpus
+        ecfg = dataclasses.replace(ecfg, data=dataclasses.replace(ecfg.data, corpus=corpus),
+                                   device=cfg.device or ecfg.device)
+        enc, decoder, m, blob = ckpt.load(cfg.checkpoint, device=ecfg.device)
+        if corpus:
+            _, arr = check_corpus(corpus, decoder.lm)
+            if tuple(arr.prefix) != tuple(decoder.arr.prefix) or arr.name != decoder.arr.name:
+                raise EncoderError(f"corpus {corpus} uses arrangement {arr.name} with prefix "
+                                   f"{list(arr.prefix)}; the encoder decodes with "
+                                   f"{decoder.arr.name} and {list(decoder.arr.prefix)}")
+        setup = prepare(ecfg, lm=decoder.lm)
+    except (EncoderError, C.ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    examples = setup.split.eval_set(cfg.limit)
+    with mlflow_run("encoder", cfg, run_name="evaluate", enabled=cfg.mlflow) as mr:
+        mr.tags({"stage": "encoder-evaluate", "model": blob["llm"]["name"],
+                 "corpus": corpus, "encoder": blob["path"]})
+        res = evaluate(enc, setup, examples, cfg.knn)
+        metrics = flat_metrics(res)
+        mr.metrics(metrics)
+    print(table(res))
+    summary = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),
+               "seconds": round(time.time() - t0, 1),
+               **{k: round(v, 4) for k, v in metrics.items() if "/" not in k[5:]}}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

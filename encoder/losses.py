@@ -1,0 +1,85 @@
+"""Losses of the encoder, and one-pass decoding of predicted e's through the frozen LLM.
+
+decode   cross-entropy of one-pass decoding `[prefix, e, m, ..., m]`: the frozen LLM's output
+         at each scored position against the text's tokens. Gradients flow through the frozen
+         decoder into e and on into the encoder; the decoder gets no weight gradients.
+regress  distance of the predicted e to the corpus's fitted e (MSE per coordinate, or cosine
+         distance), the minimum over the text's solved restarts.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from proto.arrangement import Arrangement
+from proto.fit import forward_scores
+
+
+@dataclasses.dataclass
+class Decoder:
+    """The frozen LLM as the decoder: arrangement, prefix embeddings and the shared m."""
+    lm: object
+    arr: Arrangement
+    prefix_emb: torch.Tensor | None
+
+    @classmethod
+    def of(cls, lm, arr: Arrangement) -> "Decoder":
+        with torch.no_grad():
+            pe = (lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float()
+                  if arr.prefix else None)
+        return cls(lm, arr, pe)
+
+    def targets(self, token_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        n = max(len(t) for t in token_lists)
+        tgt = torch.full((len(token_lists), n), -100, dtype=torch.long)
+        for i, t in enumerate(token_lists):
+            tgt[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+        return tgt.to(self.lm.device), torch.tensor([len(t) for t in token_lists],
+                                                    device=self.lm.device)
+
+    def logits(self, e: torch.Tensor, m: torch.Tensor | None, n: int) -> torch.Tensor:
+        if m is not None:
+            m = m.reshape(1, -1).expand(e.shape[0], -1)
+        x = self.arr.build(e.float(), None if m is None else m.float(), n, self.prefix_emb)
+        return forward_scores(self.lm, self.arr, x, n)
+
+    def loss(self, e: torch.Tensor, m: torch.Tensor | None, token_lists: list[list[int]]
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean over rows of each row's mean CE, and per-row accuracy (no grad)."""
+        tgt, n = self.targets(token_lists)
+        logits = self.logits(e, m, tgt.shape[1])
+        ce = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=-100, reduction="none")
+        per_row = ce.sum(1) / n
+        with torch.no_grad():
+            acc = ((logits.argmax(-1) == tgt) & (tgt >= 0)).sum(1).float() / n
+        return per_row.mean(), acc
+
+    @torch.no_grad()
+    def accuracy(self, e: torch.Tensor, m: torch.Tensor | None, token_lists: list[list[int]],
+                 batch_size: int = 64) -> torch.Tensor:
+        """Per-row one-pass token accuracy of e's [R, d] (hits / N)."""
+        out = []
+        for s in range(0, len(token_lists), batch_size):
+            part = token_lists[s: s + batch_size]
+            tgt, n = self.targets(part)
+            pred = self.logits(e[s: s + batch_size].to(self.lm.device), m, tgt.shape[1])
+            out.append((((pred.argmax(-1) == tgt) & (tgt >= 0)).sum(1).float() / n).cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+
+def regress_loss(e: torch.Tensor, targets: list[torch.Tensor | None], metric: str
+                 ) -> torch.Tensor | None:
+    """Mean over rows with targets of min over restarts of the distance; None if no row has any."""
+    terms = []
+    for i, t in enumerate(targets):
+        if t is None:
+            continue
+        t = t.to(e.device)
+        if metric == "mse":
+            dist = ((e[i: i + 1] - t) ** 2).mean(1)
+        else:
+            dist = 1 - F.cosine_similarity(e[i: i + 1], t, dim=1)
+        terms.append(dist.min())
+    return torch.stack(terms).mean() if terms else None

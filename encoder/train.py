@@ -1,0 +1,419 @@
+"""Train a text -> e encoder on the DeepSpeed engine, judged by one-pass decoding.
+
+  python -m encoder.train --config configs/encoder/tiny.yaml           # tiny CPU run, ~30 s
+  python -m encoder.train --config configs/encoder/default.yaml        # SmolLM2, this CPU
+  deepspeed --num_gpus 2 --module encoder.train --config configs/encoder/default.yaml
+      # 2 ranks (on a CPU: 2 gloo processes); the global batch stays train.global_batch
+  python -m encoder.train --config configs/encoder/default.yaml train.steps=400   # resume, go on
+
+One process runs as rank 0 of 1 (MASTER_ADDR/PORT set here when no launcher did). The
+DeepSpeed JSON (`train.deepspeed`) holds ZeRO stage, precision and the rest; the batch numbers
+come from this config: micro-batch per rank and accumulation = global / (micro x ranks). Only
+the encoder's trainable weights are in the optimizer; the frozen decoder gets no gradients.
+
+Every `save_every` steps (and at the end) the train state (weights, optimizer, schedule, the
+step, which fixes the data position) goes to OUT/ckpt and the portable encoder to
+OUT/encoder.pt. Rerunning the same command resumes from there; a run in OUT with another
+config is refused. A NaN loss stops the run before the step is applied, keeping the last
+checkpoint (exit 2). The last stdout line is JSON: eval/one_pass_acc, eval/exact_match,
+eval/knn_acc, ..., checkpoint, steps, seconds.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from proto import config as C
+
+from .config import EncoderConfig
+from .core import EncoderError
+
+# config fields that may differ between a run and its resumption
+VOLATILE = {"train.stop_after", "train.resume", "train.steps", "mlflow", "threads", "device",
+            "train.eval_every", "train.save_every"}
+
+
+class NaNLoss(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(device: str) -> tuple[int, int]:
+    """(rank, world); a process started without a launcher becomes rank 0 of 1."""
+    import deepspeed
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        for k, v in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
+                     ("MASTER_ADDR", "127.0.0.1")):
+            os.environ.setdefault(k, v)
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        deepspeed.init_distributed(dist_backend="nccl" if device.startswith("cuda") else "gloo",
+                                   verbose=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def ds_config(cfg: EncoderConfig, world: int) -> dict:
+    path = Path(cfg.train.deepspeed)
+    try:
+        ds = json.loads(path.read_text())
+    except OSError:
+        raise EncoderError(f"DeepSpeed config {path} not found") from None
+    except ValueError as exc:
+        raise EncoderError(f"DeepSpeed config {path} is not JSON: {exc}") from None
+    if "auto" in json.dumps(ds):
+        raise EncoderError(f"DeepSpeed config {path} has 'auto' values (only the HF Trainer "
+                           f"fills those): give numbers")
+    t = cfg.train
+    per_step = t.micro_batch * world
+    if t.global_batch % per_step:
+        raise EncoderError(f"train.global_batch {t.global_batch} is not a multiple of "
+                           f"micro_batch x ranks = {t.micro_batch} x {world}")
+    ds.update({"train_batch_size": t.global_batch, "train_micro_batch_size_per_gpu":
+               t.micro_batch, "gradient_accumulation_steps": t.global_batch // per_step,
+               "gradient_clipping": t.clip})
+    return ds
+
+
+def lr_lambda(cfg: EncoderConfig):
+    t = cfg.train
+
+    def f(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        frac = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
+        return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+    return f
+
+
+def content(cfg: EncoderConfig) -> dict:
+    flat = C.flatten(C.to_dict(cfg))
+    return {k: v for k, v in flat.items() if k not in VOLATILE}
+
+
+def check_out(cfg: EncoderConfig) -> int | None:
+    """The step to resume from (None: fresh). Refuses a directory holding another run."""
+    out = Path(cfg.out)
+    saved = out / "run.json"
+    if not saved.exists():
+        if out.exists() and any(out.iterdir()):
+            raise EncoderError(f"{out} exists and is not an encoder run: choose another out")
+        return None
+    info = json.loads(saved.read_text())
+    if info.get("content") != json.loads(json.dumps(content(cfg))):
+        diff = sorted(k for k in set(info["content"]) | set(content(cfg))
+                      if info["content"].get(k) != json.loads(json.dumps(content(cfg))).get(k))
+        raise EncoderError(f"{out} holds a run with another config ({', '.join(diff[:4])}): "
+                           f"choose another out, or delete it yourself")
+    if not cfg.train.resume:
+        raise EncoderError(f"{out} holds a run and train.resume is false")
+    return info.get("step", 0)
+
+
+def batch_inputs(examples, device) -> dict:
+    from .models import pad_batch
+    ids, mask = pad_batch([x.token_ids for x in examples], device)
+    return {"ids": ids, "mask": mask, "texts": [x.text for x in examples]}
+
+
+def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tensor, dict]:
+    """The loss of one micro-batch and its parts (decode CE, accuracy, regress distance)."""
+    from .losses import regress_loss
+    enc = engine.module
+    e = engine(batch_inputs(examples, setup.lm.device)).float()
+    m = enc.m if enc.m is not None else setup.m
+    parts, loss = {}, e.new_zeros(())
+    if cfg.loss.kind in ("decode", "mix"):
+        with enc.decoding():
+            dec, acc = setup.decoder.loss(e, m, [x.token_ids for x in examples])
+        w = cfg.loss.decode_weight if cfg.loss.kind == "mix" else 1.0
+        loss = loss + w * dec
+        parts.update({"decode": dec.item(), "acc": acc.mean().item()})
+    if cfg.loss.kind in ("regress", "mix"):
+        tg = [None if x.targets is None else torch.from_numpy(x.targets) for x in examples]
+        reg = regress_loss(e, tg, cfg.loss.regress_metric)
+        if reg is not None:
+            w = cfg.loss.regress_weight if cfg.loss.kind == "mix" else 1.0
+            loss = loss + w * reg
+            parts["regress"] = reg.item()
+    return loss, parts
+
+
+def _reduce_mean(values: dict, world: int) -> dict:
+    import torch.distributed as dist
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(t)
+        t /= world
+    return dict(zip(keys, t.tolist()))
+
+
+class Trainer:
+    """One training run: setup, engine, loop, checkpoints, evaluation and logging."""
+
+    def __init__(self, cfg: EncoderConfig, lm=None, log=None):
+        self.cfg, self.log = cfg, log or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.lm = lm
+
+    def build(self):
+        import deepspeed
+
+        from .core import device_for, prepare
+        from .models import Encoder
+        cfg = self.cfg
+        self.rank, self.world = init_distributed(device_for(cfg.device))
+        self.resume_step = check_out(cfg)
+        self.ds = ds_config(cfg, self.world)
+        self.setup = prepare(cfg, self.lm)
+        torch.manual_seed(cfg.seed)  # the same initial encoder on every rank
+        enc = Encoder(cfg.model, self.setup.lm, self.setup.offset, self.setup.m,
+                      train_m=cfg.m == "learned").to(self.setup.lm.device)
+        opt = torch.optim.AdamW(enc.param_groups(cfg.train.lr, cfg.train.head_lr,
+                                                 cfg.train.weight_decay))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+        with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints its config
+            self.engine, _, _, _ = deepspeed.initialize(model=enc, optimizer=opt,
+                                                        lr_scheduler=sched, config=self.ds)
+        self.accum = self.ds["gradient_accumulation_steps"]
+        self.step = 0
+        if self.resume_step is not None:
+            with contextlib.redirect_stdout(sys.stderr):
+                _, client = self.engine.load_checkpoint(str(Path(cfg.out) / "ckpt"),
+                                                        load_module_strict=False)
+            self.step = int((client or {}).get("step", 0))
+        self.eval_set = self.setup.split.eval_set(cfg.data.eval_texts)
+        self.baselines = None
+        self.history = self._read_history()
+
+    # ------------------------------------------------------------ bookkeeping
+    def _read_history(self) -> dict:
+        p = Path(self.cfg.out) / "history.json"
+        h = json.loads(p.read_text()) if p.exists() else {"train": [], "eval": []}
+        # a resumed run forgets what came after its checkpoint (that part is redone)
+        h["train"] = [r for r in h["train"] if r["step"] <= self.step]
+        h["eval"] = [r for r in h["eval"] if r["step"] <= self.step]
+        return h
+
+    def save(self, metrics: dict | None = None):
+        from proto.io import atomic_write_json
+
+        from . import checkpoint as ckpt
+        out = Path(self.cfg.out)
+        with contextlib.redirect_stdout(sys.stderr):
+            self.engine.save_checkpoint(str(out / "ckpt"), tag=f"step{self.step}",
+                                        client_state={"step": self.step},
+                                        exclude_frozen_parameters=True)
+        if self.rank == 0:
+            ckpt.save(out / "encoder.pt", self.engine.module, self.cfg, self.setup.lm,
+                      self.setup.decoder, self.setup.lengths, self.setup.corpus, self.step,
+                      metrics)
+            atomic_write_json(out / "history.json", self.history)
+            from proto.io import atomic_write_bytes
+            atomic_write_bytes(out / "config.yaml", C.dump_yaml(self.cfg).encode())
+            atomic_write_json(out / "run.json", {"content": content(self.cfg), "step": self.step,
+                                                 "world": self.world})
+            self._prune(out / "ckpt")
+
+    def _prune(self, root: Path, keep: int = 2):
+        import shutil
+        tags = sorted((p for p in root.glob("step*") if p.is_dir()),
+                      key=lambda p: int(p.name[4:]))
+        for p in tags[:-keep]:
+            shutil.rmtree(p, ignore_errors=True)
+
+    def evaluate(self) -> dict:
+        from .evaluate import evaluate, flat_metrics
+        enc = self.engine.module
+        enc.eval()
+        res = evaluate(enc, self.setup, self.eval_set, baselines=self.baselines)
+        enc.train()
+        self.baselines = {k: v for k, v in res.items() if k != "encoder"}
+        return res, flat_metrics(res)
+
+    # ------------------------------------------------------------ the loop
+    def train_step(self) -> dict:
+        import torch.distributed as dist
+        t = self.cfg.train
+        sums: dict = {}
+        bad = 0.0
+        for micro in range(self.accum):
+            exs = self.setup.split.micro_batch(self.step, micro, self.rank, self.world,
+                                               t.micro_batch, self.accum)
+            loss, parts = micro_loss(self.engine, self.setup, self.cfg, exs)
+            parts["loss"] = loss.item()
+            if not math.isfinite(parts["loss"]):
+                bad = 1.0
+                loss = torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
+            self.engine.backward(loss)
+            if micro < self.accum - 1:
+                self.engine.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v / self.accum
+        flag = torch.tensor([bad])
+        if self.world > 1:
+            dist.all_reduce(flag)
+        if flag.item() > 0:
+            raise NaNLoss(f"non-finite loss at step {self.step + 1}")
+        self.engine.step()
+        self.step += 1
+        return _reduce_mean(sums, self.world)
+
+    def run(self) -> dict:
+        from proto.tracking import run as mlflow_run
+        t0 = time.time()
+        self.build()
+        cfg = self.cfg
+        stop = min(cfg.train.steps, cfg.train.stop_after or cfg.train.steps)
+        with mlflow_run("encoder", cfg, run_name=Path(cfg.out).name,
+                        enabled=cfg.mlflow and self.rank == 0,
+                        params={"deepspeed_resolved": json.dumps(self.ds), "world": self.world,
+                                "resumed_from": self.resume_step or 0}) as mr:
+            self._tag(mr)
+            summary = self._loop(mr, stop, t0)
+        return summary
+
+    def _tag(self, mr):
+        import subprocess
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = ""
+        corpus = self.setup.corpus or {}
+        mr.tags({"stage": "encoder-train", "model": self.setup.lm.name,
+                 "encoder_kind": self.cfg.model.kind, "loss": self.cfg.loss.kind,
+                 "corpus": corpus.get("path", "raw text"), "git_commit": commit or "unknown"})
+        mr.dataset(self.setup.split, corpus.get("path", "raw"))
+        mr.text(json.dumps(self.ds, indent=1), "deepspeed.json")
+
+    def _progress(self, stop: int):
+        if self.rank != 0:
+            return None
+        from tqdm import tqdm
+        return tqdm(total=stop, initial=self.step, desc="encoder", unit="step", file=sys.stderr,
+                    mininterval=2, dynamic_ncols=True)
+
+    def _loop(self, mr, stop: int, t0: float) -> dict:
+        cfg = self.cfg
+        bar = self._progress(stop)
+        seen, t_loop = 0, time.time()
+        try:
+            while self.step < stop:
+                parts = self.train_step()
+                seen += cfg.train.global_batch
+                row = {"step": self.step, **{k: round(v, 5) for k, v in parts.items()},
+                       "lr": self.engine.get_lr()[0]}
+                self.history["train"].append(row)
+                mr.metrics({f"train/{k}": v for k, v in parts.items()} | {"train/lr": row["lr"],
+                           "train/examples_per_s": seen / (time.time() - t_loop)},
+                           step=self.step)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{parts['loss']:.3f}", acc=f"{parts.get('acc', 0):.3f}")
+                if self.step % cfg.train.eval_every == 0 or self.step == cfg.train.steps:
+                    self._eval_point(mr)
+                if self.step % cfg.train.save_every == 0 or self.step == stop:
+                    self.save(self._last_eval())
+        except NaNLoss as exc:
+            if bar is not None:
+                bar.close()
+            raise EncoderError(f"{exc}; stopped, the last checkpoint in {cfg.out} is kept "
+                               f"(step {self._saved_step()})") from None
+        if bar is not None:
+            bar.close()
+        return self._finish(mr, t0)
+
+    def _saved_step(self) -> int:
+        p = Path(self.cfg.out) / "run.json"
+        return json.loads(p.read_text()).get("step", 0) if p.exists() else 0
+
+    def _eval_point(self, mr):
+        import torch.distributed as dist
+        if self.rank == 0:
+            _, metrics = self.evaluate()
+            self.history["eval"].append({"step": self.step, **metrics})
+            mr.metrics(metrics, step=self.step)
+            self.log(f"step {self.step}: held-out one-pass acc "
+                     f"{metrics['eval/one_pass_acc']:.3f}, exact {metrics['eval/exact_match']:.3f}"
+                     + "".join(f", {k[5:-4]} {v:.3f}" for k, v in metrics.items()
+                               if k.endswith("_acc") and "one_pass" not in k))
+        if self.world > 1:
+            dist.barrier()
+
+    def _last_eval(self) -> dict:
+        return self.history["eval"][-1] if self.history["eval"] else {}
+
+    def _finish(self, mr, t0: float) -> dict:
+        out = Path(self.cfg.out)
+        summary = {"checkpoint": str(out / "encoder.pt"), "steps": self.step,
+                   "seconds": round(time.time() - t0, 1), "world": self.world,
+                   "finished": self.step >= self.cfg.train.steps}
+        if self.rank == 0:
+            from .plots import learning_curve
+            metrics = self._last_eval()
+            if self.step >= self.cfg.train.steps:
+                res, metrics = self.evaluate()
+                from .evaluate import table
+                (out / "eval.md").write_text(table(res) + "\n")
+                mr.artifact(out / "eval.md")
+                mr.metrics(metrics)
+            png = learning_curve(self.history, out / "learning_curve.png")
+            mr.artifact(png)
+            mr.artifact(out / "history.json")
+            mr.artifact(out / "encoder.pt", "checkpoint")
+            mr.metrics({"train/seconds": summary["seconds"]})
+            summary.update({k: round(v, 4) for k, v in metrics.items()
+                            if k.startswith("eval/") and "/" not in k[5:]})
+            summary.setdefault("eval/knn_acc", None)
+        return summary
+
+
+def _argv_without_local_rank(argv: list[str]) -> list[str]:
+    """The deepspeed launcher appends --local_rank=N; LOCAL_RANK in the environment says the
+    same, so it is dropped before the shared command front parses the rest."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a.startswith("--local_rank"):
+            skip = a == "--local_rank"
+            continue
+        out.append(a)
+    return out
+
+
+def main(argv=None) -> int:
+    argv = _argv_without_local_rank(list(sys.argv[1:] if argv is None else argv))
+    cfg = C.parse_cli(EncoderConfig, __doc__, argv, prog="python -m encoder.train")
+    if cfg is None:
+        return 2
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        trainer = Trainer(cfg)
+        summary = trainer.run()
+    except EncoderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if trainer.rank == 0:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
