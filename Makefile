@@ -6,7 +6,7 @@ PIP     := .venv/bin/pip
 TORCH   ?= torch==2.13.0
 STAMP   := .venv/.protospace-setup
 
-.PHONY: setup demo test test-unit test-integration bench clean
+.PHONY: setup demo test test-unit test-integration bench bench-encoder clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ test-integration: setup
 
 bench: setup
 	$(PY) -m eval.bench_fit
+
+bench-encoder: setup
+	$(PY) -m eval.bench_encoder
 
 clean:
 	rm -rf .venv outputs mlruns mlartifacts mlflow.db

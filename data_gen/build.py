@@ -83,6 +83,9 @@ class BuildConfig:
     bezier_samples: int = 8               # t samples per Bezier step
     bezier_lr: float = 1e-2
     path_grid: int = 21                   # t grid for path accuracies
+    # an encoder checkpoint (or 'default'): every e starts at the encoder's prediction plus
+    # small noise instead of at the learned start (refinement); its m must be the corpus's m
+    init_from: str = ""
     seed: int = 0
     threads: int = 0                      # torch CPU threads (0 = torch's default)
     wait_seconds: float = 7200.0          # ranks > 0: how long to wait for rank 0's m
@@ -202,6 +205,28 @@ def corpus_start(lm, recipe):
         raise C.ConfigError(f"m_init=start needs a learned start for {lm.name} (none is "
                             f"shipped for its weights; learn one with python -m proto.meta)")
     return start
+
+
+def encoder_starts(lm, fitter, cfg: BuildConfig, texts: list[Text], m, prog) -> None:
+    """Refinement: the fitter starts each text at the encoder's e (one batched encoder pass)."""
+    import torch
+
+    from encoder.core import EncoderError
+    from encoder.refine import REFINE_OVERRIDES, encoded_starts
+    try:
+        e, em, blob = encoded_starts(cfg.init_from, lm, [t.token_ids for t in texts])
+    except EncoderError as exc:
+        raise C.ConfigError(str(exc)) from None
+    if m is None or not torch.allclose(em, m.cpu()):
+        raise C.ConfigError(f"encoder {blob['path']} decodes with another m than this corpus "
+                            f"(train it on a corpus with the same m_init and model)")
+    keep = {k: v for k, v in REFINE_OVERRIDES.items() if k not in cfg.recipe_overrides}
+    fitter.recipe = dataclasses.replace(fitter.recipe, **keep)
+    fitter.std = fitter.recipe.init_std or fitter.std
+    starts = {t.text_id: e[i] for i, t in enumerate(texts)}
+    fitter.e_center = None
+    fitter.row_center = lambda row: {"e": starts[row.key]}
+    prog.line(f"starts: encoder {blob['path']} (step {blob['step']}) for {len(texts)} texts")
 
 
 # ---------------------------------------------------------------- one chunk
@@ -507,6 +532,8 @@ def build(cfg: BuildConfig, lm=None) -> dict:
             if m_meta.get("fingerprint") != info["fingerprint"]:
                 raise C.ConfigError(f"{m_path} belongs to another build config; refusing to mix")
             m = m.float()
+        if cfg.init_from:
+            encoder_starts(lm, fitter, cfg, texts, m, prog)
 
         # ---- chunks
         t_chunks = time.time()

@@ -1,8 +1,9 @@
 """Texts for the encoder: corpus rows (with their fitted e's) and an endless raw-text stream.
 
 Held-out split: a text is held out when the hash of its context_id or of its text_id falls in
-the held-out bucket (`heldout_percent`, salted by the data seed). Contexts are held out whole,
-so no held-out text and no text sharing its context is ever trained on; the raw stream obeys
+the held-out bucket (`heldout_percent`, salted by the data seed), and so is every text that
+shares a context with a held-out text: contexts are held out whole, so no held-out text and no
+text sharing its context is ever trained on; the raw stream obeys
 the same rule (its windows carry the same ids as the corpus's for the same source) and also
 drops any window whose tokens equal a held-out text.
 
@@ -87,12 +88,15 @@ class Split:
         self.cfg = cfg
         keep = set(lengths)
         corpus = [x for x in corpus if x.n in keep]
-        self.heldout = [x for x in corpus if held_out(x, cfg)]
-        self.train_corpus = [x for x in corpus if not held_out(x, cfg)]
+        raw = [x for x in raw if x.n in keep]
+        # a text held out by its own id takes its whole context with it
+        ctx = {x.context_id for x in corpus + raw if held_out(x, cfg)}
+        out = lambda x: held_out(x, cfg) or x.context_id in ctx  # noqa: E731
+        self.heldout = [x for x in corpus if out(x)]
+        self.train_corpus = [x for x in corpus if not out(x)]
         banned = {x.text_id for x in self.heldout} | {tuple(x.token_ids) for x in self.heldout}
-        raw_ok = [x for x in raw if x.n in keep]
-        self.heldout_raw = [x for x in raw_ok if held_out(x, cfg)]
-        self.train_raw = [x for x in raw_ok if not held_out(x, cfg) and x.text_id not in banned
+        self.heldout_raw = [x for x in raw if out(x)]
+        self.train_raw = [x for x in raw if not out(x) and x.text_id not in banned
                           and tuple(x.token_ids) not in banned]
         if not self.heldout:  # raw text only: evaluate on held-out raw windows
             self.heldout = self.heldout_raw

@@ -13,6 +13,8 @@ Methods, each scored on the same held-out texts (split by context and text id as
   mean       the mean fitted e of the training texts, with the corpus's m
   start      the encoder's offset alone (where fitting starts), with the encoder's m
   random     N(0, embedding std) with the encoder's m
+With refine=true it also fits held-out texts from the learned start and from the encoder's e
+(the corpus's recipe, m frozen) and reports median steps and solved counts of both.
 Per method: one-pass token accuracy, exact-match rate and C_tokens, overall, per length and
 per source. The last stdout line is JSON with eval/one_pass_acc, eval/exact_match,
 eval/c_tokens and eval/<method>_acc ... for every baseline.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 import time
 
 import numpy as np
@@ -164,6 +167,11 @@ class EvalConfig:
     corpus: str = ""                 # '' = the corpus the encoder was trained on
     knn: str = "tfidf"               # tfidf | minilm
     limit: int = 0                   # held-out texts evaluated (0 = all)
+    # refinement: fit the first refine_texts held-out texts from the learned start and from
+    # the encoder's e with the corpus's recipe (cap refine_max_steps), side by side
+    refine: bool = False
+    refine_texts: int = 32
+    refine_max_steps: int = 200
     device: str = ""
     mlflow: bool = True
 
@@ -174,11 +182,32 @@ class EvalConfig:
             raise ValueError("limit must be >= 0")
 
 
+def refine_block(cfg: EvalConfig, enc, setup, examples: list[Example]) -> dict:
+    """Fit held-out texts from the learned start and from the encoder's e, side by side."""
+    from proto.fit import Recipe
+
+    from .refine import compare
+    part = examples[: cfg.refine_texts]
+    e = encode_examples(enc, part, setup.lm.device).cpu()
+    enc.release()  # the fits below need the plain decoder
+    man = json.loads((Path(setup.corpus["path"]) / "manifest.json").read_text()) if setup.corpus else None
+    recipe = Recipe(**man["recipe"]) if man else Recipe(name="default")
+    recipe = dataclasses.replace(recipe, max_steps=cfg.refine_max_steps)
+    m = enc.m.detach().cpu() if enc.m is not None else setup.m
+    out = compare(setup.lm, recipe, [x.token_ids for x in part], e, m, setup.offset,
+                  log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(f"refinement over {len(part)} held-out texts (cap {cfg.refine_max_steps}): "
+          + "; ".join(f"from {k}: {v['solved']}/{v['texts']} solved, median "
+                      f"{v['steps_median']} steps" for k, v in out.items()), file=sys.stderr)
+    return out
+
+
 def main(argv=None) -> int:
     from proto import config as C
     from proto.tracking import run as mlflow_run
 
     from . import checkpoint as ckpt
+    from .config import EncoderConfig
     from .core import EncoderError, check_corpus, prepare
     cfg = C.parse_cli(EvalConfig, __doc__, argv, prog="python -m encoder.evaluate",
                       paths={"checkpoint": "encoder file, training output dir, or 'default'",
@@ -188,8 +217,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     try:
         blob = ckpt.read(cfg.checkpoint)
-        ecfg = C.from_dict(__import__("encoder.config", fromlist=["EncoderConfig"]
-                                      ).EncoderConfig, blob["config"])
+        ecfg = C.from_dict(EncoderConfig, blob["config"])
         corpus = cfg.corpus or ecfg.data.corpus
         ecfg = dataclasses.replace(ecfg, data=dataclasses.replace(ecfg.data, corpus=corpus),
                                    device=cfg.device or ecfg.device)
@@ -210,9 +238,16 @@ def main(argv=None) -> int:
                  "corpus": corpus, "encoder": blob["path"]})
         res = evaluate(enc, setup, examples, cfg.knn)
         metrics = flat_metrics(res)
+        refined = refine_block(cfg, enc, setup, examples) if cfg.refine else None
+        if refined:
+            metrics.update({f"refine/{k}_{f}": refined[k][f] for k in refined
+                            for f in ("solved", "steps_median", "row_steps")})
         mr.metrics(metrics)
     print(table(res))
     summary = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),
+               **({"refine": {k: {f: v[f] for f in ("solved", "texts", "steps_median",
+                                                    "row_steps")}
+                              for k, v in refined.items()}} if refined else {}),
                "seconds": round(time.time() - t0, 1),
                **{k: round(v, 4) for k, v in metrics.items() if "/" not in k[5:]}}
     print(json.dumps(summary))

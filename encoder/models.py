@@ -169,6 +169,12 @@ class Encoder(nn.Module):
         return self.body.decoding() if isinstance(self.body, LoraBody) else \
             contextlib.nullcontext()
 
+    def release(self):
+        """Give the LLM back as the plain decoder (LoRA layers removed from it in place), for
+        callers that go on to use it without this encoder, e.g. refinement by fitting."""
+        if isinstance(self.body, LoraBody):
+            self.body.peft.unload()
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """What a checkpoint must hold: the trained weights and the offset/m buffers."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}

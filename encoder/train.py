@@ -196,6 +196,7 @@ class Trainer:
             self.step = int((client or {}).get("step", 0))
         self.eval_set = self.setup.split.eval_set(cfg.data.eval_texts)
         self.baselines = None
+        self.last_res = None
         self.history = self._read_history()
 
     # ------------------------------------------------------------ bookkeeping
@@ -241,6 +242,7 @@ class Trainer:
         res = evaluate(enc, self.setup, self.eval_set, baselines=self.baselines)
         enc.train()
         self.baselines = {k: v for k, v in res.items() if k != "encoder"}
+        self.last_res = (self.step, res)
         return res, flat_metrics(res)
 
     # ------------------------------------------------------------ the loop
@@ -365,8 +367,12 @@ class Trainer:
             from .plots import learning_curve
             metrics = self._last_eval()
             if self.step >= self.cfg.train.steps:
-                res, metrics = self.evaluate()
-                from .evaluate import table
+                from .evaluate import flat_metrics, table
+                if self.last_res and self.last_res[0] == self.step:
+                    res = self.last_res[1]
+                    metrics = flat_metrics(res)
+                else:
+                    res, metrics = self.evaluate()
                 (out / "eval.md").write_text(table(res) + "\n")
                 mr.artifact(out / "eval.md")
                 mr.metrics(metrics)

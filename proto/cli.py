@@ -4,6 +4,7 @@
   python -m proto.fit --texts-file texts.txt --restarts 2 --out sols.safetensors
   python -m proto.fit --model tiny-random --text "hello" max_steps=300    # tiny CPU run
   python -m proto.fit --config configs/proto/fit.yaml recipe=paper lr=0.02
+  python -m proto.fit --texts-file texts.txt --init-from default   # refine the encoder's e
   python -m proto.decode sols.safetensors
 
 Both print a one-line JSON summary as their last stdout line and log a run to MLflow
@@ -85,6 +86,27 @@ def _fail(msg: str) -> int:
     return 2
 
 
+def _init_from(spec: str, cfg: FitConfig, lm, fitter, toks):
+    """Refinement: rows start at the encoder's e (plus small noise); returns the frozen m."""
+    from encoder.core import EncoderError
+    from encoder.refine import REFINE_OVERRIDES, encoded_starts
+    try:
+        e, m, blob = encoded_starts(spec, lm, toks)
+    except EncoderError as exc:
+        raise C.ConfigError(str(exc)) from None
+    arr = blob["arrangement"]
+    if (arr["name"], tuple(arr["prefix"])) != (fitter.arr.name, tuple(fitter.arr.prefix)):
+        raise C.ConfigError(f"encoder {blob['path']} decodes with {arr['name']} and prefix "
+                            f"{arr['prefix']}, the recipe with {fitter.arr.name} and "
+                            f"{list(fitter.arr.prefix)}")
+    keep = {k: v for k, v in REFINE_OVERRIDES.items() if k not in cfg.recipe_overrides}
+    fitter.recipe = dataclasses.replace(fitter.recipe, **keep)
+    fitter.std = fitter.recipe.init_std or fitter.std
+    fitter.e_center = None
+    fitter.row_center = lambda row: {"e": e[int(row.key[4:])]}
+    return m
+
+
 def fit_main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m proto.fit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,6 +116,8 @@ def fit_main(argv=None) -> int:
     p.add_argument("--recipe", help="default | sink | paper")
     p.add_argument("--restarts", type=int)
     p.add_argument("--out", help="solution file to write (.safetensors)")
+    p.add_argument("--init-from", help="encoder checkpoint (or 'default'): start each text at "
+                   "the encoder's e, m frozen at the encoder's m (refinement)")
     p.add_argument("--config", help="YAML config (FitConfig fields)")
     p.add_argument("overrides", nargs="*", help="key=value (FitConfig or Recipe fields)")
     a = p.parse_args(argv)
@@ -125,6 +149,8 @@ def fit_main(argv=None) -> int:
                 fitter.check_length(len(ids))
             except ValueError as exc:
                 raise C.ConfigError(str(exc)) from None
+        frozen_m = _init_from(a.init_from, cfg, lm, fitter, toks) if a.init_from else None
+        recipe = fitter.recipe
     except (C.ConfigError, ModelLoadError, ValueError) as exc:
         return _fail(str(exc))
 
@@ -139,7 +165,8 @@ def fit_main(argv=None) -> int:
     t0 = time.time()
     with mlflow_run("proto", cfg, run_name="fit", enabled=cfg.mlflow,
                     params={"recipe_resolved": json.dumps(dataclasses.asdict(recipe))}) as mr:
-        res = fitter.fit(rows, progress=progress)
+        res = fitter.fit(rows, progress=progress, m_mode="frozen" if frozen_m is not None
+                         else "row", m=frozen_m)
         print(file=sys.stderr)
         secs = time.time() - t0
         import torch

@@ -1,0 +1,70 @@
+"""encode -> proto.decode round trip, evaluate, refinement from the encoder, checkpoint checks."""
+import json
+
+import pytest
+import torch
+
+from .conftest import encoder_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, enc_corpus):
+    from encoder.train import Trainer
+    from proto.models import load_model
+    out = tmp_path_factory.mktemp("enc") / "run"
+    cfg = encoder_config(out, enc_corpus)
+    Trainer(cfg, lm=load_model("tiny-random", device="cpu"), log=lambda s: None).run()
+    return out
+
+
+def _last_json(capsys):
+    cap = capsys.readouterr()
+    return json.loads(cap.out.strip().splitlines()[-1]), cap.err
+
+
+def test_encode_then_decode_round_trip(trained, tmp_path, capsys):
+    from encoder.encode import main as encode
+    from proto.cli import decode_main
+    sol = tmp_path / "enc.safetensors"
+    rc = encode(["--checkpoint", str(trained), "--text", "cat on a mat",
+                 "--text", "a much longer text than any trained", "--out", str(sol),
+                 "--no-mlflow"])
+    assert rc == 0
+    s, err = _last_json(capsys)
+    assert s["texts"] == 2 and 0 <= s["accuracy_mean"] <= 1
+    assert s["untrained_lengths"] and "not in the encoder's training lengths" in err
+    assert decode_main([str(sol), "--no-mlflow"]) == 0
+    d, _ = _last_json(capsys)
+    from proto import solution
+    _, _, meta = solution.load(sol)
+    assert meta["encoded"]["kind"] == "lora" and meta["rows"][0]["status"] == "encoded"
+    assert [r["accuracy"] for r in d["results"]] == pytest.approx(
+        [r["accuracy"] for r in meta["rows"]])
+
+
+def test_evaluate_reports_encoder_and_baselines(trained, capsys):
+    from encoder.evaluate import main
+    assert main(["--checkpoint", str(trained), "mlflow=false"]) == 0
+    s, _ = _last_json(capsys)
+    for k in ("eval/one_pass_acc", "eval/exact_match", "eval/c_tokens", "eval/knn_acc",
+              "eval/mean_acc", "eval/start_acc", "eval/random_acc"):
+        assert k in s
+    assert s["eval/optimised_acc"] == 1.0 and s["texts"] > 0
+
+
+def test_checkpoint_for_other_weights_is_refused(trained, tmp_path, capsys):
+    from encoder.encode import main as encode
+    blob = torch.load(trained / "encoder.pt", weights_only=True)
+    blob["llm"]["weights_sha256"] = "f" * 64
+    bad = tmp_path / "bad.pt"
+    torch.save(blob, bad)
+    out = tmp_path / "o.safetensors"
+    assert encode(["--checkpoint", str(bad), "--text", "hi", "--out", str(out),
+                   "--no-mlflow"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "belongs to decoder" in err[-1]
+    assert not out.exists()
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert encode(["--checkpoint", str(tmp_path / "junk.pt"), "--text", "hi", "--out",
+                   str(out), "--no-mlflow"]) == 2
+    assert "cannot read encoder checkpoint" in capsys.readouterr().err

@@ -1,0 +1,37 @@
+"""The held-out split and the deterministic training stream."""
+from encoder.config import DataConfig
+from encoder.data import Example, Split, held_out
+
+
+def _ex(i, ctx=None, prefix="t"):
+    return Example(f"{prefix}{i}", "s", ctx or f"c{i // 3}", [i, i + 1, 7], f"text {i}")
+
+
+def test_no_heldout_text_or_context_is_trained_on():
+    cfg = DataConfig(corpus="x", heldout_percent=30, seed=1)
+    corpus = [_ex(i) for i in range(90)]
+    # raw windows: same ids as some corpus texts, others new, one equal in tokens only
+    raw = [_ex(i) for i in range(0, 90, 2)] + [_ex(100 + i, ctx=f"c{i}") for i in range(30)]
+    s = Split(cfg, corpus, raw, [3])
+    held_ids = {x.text_id for x in s.heldout}
+    held_ctx = {x.context_id for x in s.heldout}
+    assert 0 < len(s.heldout) < len(corpus) and s.train_raw
+    for x in s.train_corpus + s.train_raw:
+        assert x.text_id not in held_ids and x.context_id not in held_ctx
+        assert not held_out(x, cfg)
+    # the training stream only ever yields training texts
+    seen = {s.example(p).text_id for p in range(500)}
+    assert not seen & held_ids
+
+
+def test_stream_is_a_function_of_position_and_independent_of_ranks():
+    cfg = DataConfig(corpus="x", heldout_percent=10, seed=3, raw_fraction=0.5)
+    corpus = [_ex(i) for i in range(40)]
+    raw = [_ex(i, ctx=f"r{i}", prefix="raw") for i in range(40)]
+    a, b = Split(cfg, corpus, raw, [3]), Split(cfg, corpus, raw, [3])
+    one = [x.text_id for micro in range(4) for x in a.micro_batch(5, micro, 0, 1, 2, 4)]
+    two = [x.text_id for micro in range(2) for r in range(2)
+           for x in b.micro_batch(5, micro, r, 2, 2, 2)]
+    assert one == two
+    kinds = {a.example(p).text_id.startswith("raw") for p in range(200)}
+    assert kinds == {True, False}  # both the corpus and the raw stream are used

@@ -1,0 +1,83 @@
+"""Each encoder kind learns through the frozen decoder; the decoder itself never changes."""
+import pytest
+import torch
+
+from encoder.config import ModelConfig
+from encoder.losses import Decoder, regress_loss
+from encoder.models import Encoder, pad_batch
+from proto.arrangement import Arrangement, prefix_ids
+from proto.models import load_model
+
+TEXTS = ["cat sat", "a dog ran", "blue sky!", "hello"]
+
+
+def _setup(kind, **kw):
+    lm = load_model("tiny-random", device="cpu")
+    torch.manual_seed(0)
+    cfg = ModelConfig(kind=kind, lora_rank=4, scratch_dim=32, scratch_heads=4, **kw)
+    enc = Encoder(cfg, lm, torch.zeros(lm.d_model), torch.randn(lm.d_model) * 0.1)
+    dec = Decoder.of(lm, Arrangement("e_m", prefix_ids(lm.tokenizer, "sink")))
+    toks = [lm.tokenize(t) for t in TEXTS]
+    ids, mask = pad_batch(toks, "cpu")
+    return lm, enc, dec, toks, {"ids": ids, "mask": mask, "texts": TEXTS}
+
+
+def _fit(enc, dec, toks, batch, steps=40, lr=3e-3):
+    opt = torch.optim.Adam([p for p in enc.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        e = enc(batch)  # outside decoding(): there the adapters are off
+        with enc.decoding():
+            loss, acc = dec.loss(e, enc.m, toks)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("kind,pooling", [("lora", "mean"), ("lora", "last"),
+                                          ("scratch", "query"), ("scratch", "mean")])
+def test_decode_loss_trains_the_encoder_not_the_decoder(kind, pooling):
+    lm, enc, dec, toks, batch = _setup(kind, pooling=pooling)
+    losses = _fit(enc, dec, toks, batch)
+    assert losses[-1] < 0.6 * losses[0], losses[::10]
+    assert all(p.grad is None for n, p in lm.model.named_parameters() if "lora_" not in n)
+
+
+def test_hf_encoder_minilm_trains():
+    lm, enc, dec, toks, batch = _setup("hf", hf_name="minilm", pooling="mean")
+    assert enc.body.dim == 384
+    losses = _fit(enc, dec, toks, batch, steps=15, lr=1e-3)
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_untrained_encoder_with_zero_head_predicts_the_offset():
+    lm, _, _, toks, batch = _setup("scratch")
+    off = torch.randn(lm.d_model)
+    enc = Encoder(ModelConfig(kind="scratch", scratch_dim=32, head_init=0.0), lm, off, None)
+    assert torch.allclose(enc(batch), off.expand(len(toks), -1))
+
+
+def test_lora_decoding_context_is_the_original_model():
+    lm, enc, dec, toks, batch = _setup("lora")
+    _fit(enc, dec, toks, batch, steps=5, lr=1e-2)  # adapters are now non-zero
+    fresh = load_model("tiny-random", device="cpu")
+    x = torch.tensor([toks[1]])
+    with torch.no_grad():
+        ref = fresh.model(input_ids=x).logits
+        with enc.decoding():
+            off = lm.model(input_ids=x).logits
+        on = lm.model(input_ids=x).logits
+    assert torch.allclose(off, ref, atol=1e-5)
+    assert not torch.allclose(on, ref, atol=1e-3)
+
+
+def test_regress_loss_takes_the_nearest_restart():
+    e = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    t = [torch.tensor([[5.0, 5.0], [1.0, 0.0]]), None]
+    assert regress_loss(e, t, "mse").item() == pytest.approx(0.0)
+    assert regress_loss(e, [torch.tensor([[3.0, 0.0]]), None], "mse").item() == pytest.approx(2.0)
+    assert regress_loss(e, [torch.tensor([[-2.0, 0.0]]), None], "cosine").item() == \
+        pytest.approx(2.0)
+    assert regress_loss(e, [None, None], "mse") is None

@@ -1,0 +1,117 @@
+"""Training on the DeepSpeed engine: exact resume, 1 vs 2 ranks, NaN stop, refused outputs."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from encoder.core import EncoderError
+
+from .conftest import ROOT, TINY_ENCODER
+
+PY_BIN = ROOT / ".venv" / "bin"
+
+
+def _losses(out):
+    return [r["loss"] for r in json.loads((Path(out) / "history.json").read_text())["train"]]
+
+
+def test_train_writes_checkpoint_history_and_summary(train_tiny, tmp_path):
+    s, t = train_tiny()
+    assert s["steps"] == 6 and s["finished"]
+    for k in ("eval/one_pass_acc", "eval/exact_match", "eval/knn_acc", "eval/start_acc"):
+        assert 0.0 <= s[k] <= 1.0
+    # the corpus's fitted e's decode their (solved) texts exactly with the corpus's m
+    assert s["eval/optimised_acc"] == 1.0
+    out = tmp_path / "run"
+    for f in ("encoder.pt", "history.json", "config.yaml", "learning_curve.png", "eval.md"):
+        assert (out / f).is_file(), f
+    assert len(_losses(out)) == 6
+    # only the encoder's weights are in the optimizer, never the frozen decoder's
+    opt_params = {id(p) for g in t.engine.optimizer.param_groups for p in g["params"]}
+    frozen = [p for n, p in t.engine.module.named_parameters() if not p.requires_grad]
+    assert frozen and not any(id(p) in opt_params for p in frozen)
+
+
+def test_killed_run_resumes_on_the_same_curve(train_tiny, tmp_path):
+    train_tiny(out=tmp_path / "straight")
+    first, _ = train_tiny("train.stop_after=3", out=tmp_path / "resumed")
+    assert first["steps"] == 3 and not first["finished"]
+    second, _ = train_tiny(out=tmp_path / "resumed")
+    assert second["steps"] == 6
+    assert _losses(tmp_path / "resumed") == pytest.approx(_losses(tmp_path / "straight"),
+                                                          abs=1e-6)
+
+
+def test_two_ranks_give_the_one_rank_curve(train_tiny, tmp_path, enc_corpus):
+    train_tiny(out=tmp_path / "one")
+    env = {**os.environ, "PROTOSPACE_NO_MLFLOW": "1", "DS_ACCELERATOR": "cpu",
+           "PATH": f"{PY_BIN}:{os.environ['PATH']}"}
+    launcher = str(PY_BIN / "deepspeed") if (PY_BIN / "deepspeed").exists() else "deepspeed"
+    r = subprocess.run([launcher, "--num_gpus", "2", "--master_port", "29731", "--module",
+                        "encoder.train", "--config", str(TINY_ENCODER),
+                        f"out={tmp_path / 'two'}", f"data.corpus={enc_corpus}", "threads=1",
+                        "mlflow=false"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["world"] == 2
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), abs=1e-4)
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(train_tiny, tmp_path, monkeypatch):
+    out = tmp_path / "nan"
+    train_tiny("train.stop_after=3", out=out)
+    before = (out / "encoder.pt").read_bytes()
+    from encoder import losses
+
+    def nan_loss(self, e, m, toks):
+        return (e * float("nan")).sum(), torch.zeros(len(toks))
+    monkeypatch.setattr(losses.Decoder, "loss", nan_loss)
+    with pytest.raises(EncoderError, match="non-finite loss at step 4.*step 3"):
+        train_tiny(out=out)
+    assert (out / "encoder.pt").read_bytes() == before
+
+
+def test_another_config_in_out_is_refused_and_untouched(train_tiny, tmp_path):
+    out = tmp_path / "r"
+    train_tiny("train.stop_after=3", out=out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(EncoderError, match="another config.*train.lr"):
+        train_tiny("train.lr=0.5", out=out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def _main(capsys, *argv):
+    from encoder.train import main
+    rc = main(list(argv))
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err[-1] if err else ""
+
+
+def test_bad_inputs_are_one_error_line(capsys, tmp_path, enc_corpus):
+    base = ["--config", str(TINY_ENCODER), f"out={tmp_path / 'x'}", "mlflow=false"]
+    rc, line = _main(capsys, *base, "train.nope=1")
+    assert rc == 2 and line.startswith("error:") and "nope" in line
+    rc, line = _main(capsys, *base, f"data.corpus={tmp_path / 'missing'}")
+    assert rc == 2 and "no manifest.json" in line
+    # a corpus made with other weights
+    other = tmp_path / "other"
+    import shutil
+    shutil.copytree(enc_corpus, other)
+    man = json.loads((other / "manifest.json").read_text())
+    man["model"]["weights_sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(man))
+    rc, line = _main(capsys, *base, f"data.corpus={other}")
+    assert rc == 2 and "was made with model" in line
+    man["model"] = json.loads((enc_corpus / "manifest.json").read_text())["model"]
+    man["status"] = "partial"
+    (other / "manifest.json").write_text(json.dumps(man))
+    rc, line = _main(capsys, *base, f"data.corpus={other}")
+    assert rc == 2 and "is partial" in line
+    rc, line = _main(capsys, *base, f"data.corpus={enc_corpus}", "train.global_batch=3")
+    assert rc == 2 and "not a multiple" in line
+    assert not (tmp_path / "x").exists()
