@@ -67,6 +67,9 @@ def init_distributed(device: str) -> tuple[int, int]:
 
 def ds_config(cfg: EncoderConfig, world: int) -> dict:
     path = Path(cfg.train.deepspeed)
+    if not path.is_absolute() and not path.exists():
+        # the shipped configs/deepspeed/*.json, also when running from another directory
+        path = Path(__file__).resolve().parents[1] / path
     try:
         ds = json.loads(path.read_text())
     except OSError:
