@@ -212,7 +212,7 @@ def encoder_starts(lm, fitter, cfg: BuildConfig, texts: list[Text], m, prog) -> 
     import torch
 
     from encoder.core import EncoderError
-    from encoder.refine import REFINE_OVERRIDES, encoded_starts
+    from encoder.refine import encoded_starts, use_starts
     try:
         e, em, blob = encoded_starts(cfg.init_from, lm, [t.token_ids for t in texts])
     except EncoderError as exc:
@@ -220,12 +220,8 @@ def encoder_starts(lm, fitter, cfg: BuildConfig, texts: list[Text], m, prog) -> 
     if m is None or not torch.allclose(em, m.cpu()):
         raise C.ConfigError(f"encoder {blob['path']} decodes with another m than this corpus "
                             f"(train it on a corpus with the same m_init and model)")
-    keep = {k: v for k, v in REFINE_OVERRIDES.items() if k not in cfg.recipe_overrides}
-    fitter.recipe = dataclasses.replace(fitter.recipe, **keep)
-    fitter.std = fitter.recipe.init_std or fitter.std
     starts = {t.text_id: e[i] for i, t in enumerate(texts)}
-    fitter.e_center = None
-    fitter.row_center = lambda row: {"e": starts[row.key]}
+    use_starts(fitter, lambda row: starts[row.key], cfg.recipe_overrides)
     prog.line(f"starts: encoder {blob['path']} (step {blob['step']}) for {len(texts)} texts")
 
 

@@ -32,25 +32,34 @@ def encoded_starts(spec: str, lm, token_lists: list[list[int]]):
     return e, m.detach().float().cpu(), blob
 
 
+def use_starts(fitter, starts, user_overrides: dict | None = None) -> None:
+    """Make `fitter` start each row at starts(row) (+ small noise): refinement. The refinement
+    overrides apply where the user's recipe overrides do not name the same field."""
+    import dataclasses
+    keep = {k: v for k, v in REFINE_OVERRIDES.items() if k not in (user_overrides or {})}
+    fitter.recipe = dataclasses.replace(fitter.recipe, **keep)
+    fitter.std = fitter.recipe.init_std or fitter.std
+    fitter.e_center = None
+    fitter.row_center = lambda row: {"e": starts(row)}
+
+
 def fit_from(lm, recipe, token_lists, e_start: torch.Tensor | None, m: torch.Tensor,
              e_center: torch.Tensor | None, batch_size: int = 32, progress=None):
     """Fit e for each text with m frozen; starts at e_start rows (or e_center) plus noise."""
     from proto.fit import FitRow, Fitter
     fitter = Fitter(lm, recipe, batch_size=batch_size, e_center=e_center)
     if e_start is not None:
-        fitter.e_center = None
-        fitter.row_center = lambda row: {"e": e_start[int(row.key)]}
+        use_starts(fitter, lambda row: e_start[int(row.key)])
     rows = [FitRow(list(t), str(i), 0) for i, t in enumerate(token_lists)]
     return fitter.fit(rows, m_mode="frozen", m=m, progress=progress)
 
 
 def compare(lm, recipe, token_lists, e_enc, m, e0, batch_size: int = 32, log=None) -> dict:
-    """The same recipe and texts from the learned start and from the encoder's e."""
-    import dataclasses
+    """The same recipe and texts from the learned start (with the recipe's init noise) and from
+    the encoder's e (with refinement's smaller noise)."""
     out = {}
-    for name, start, center, rec in (
-            ("start", None, e0, recipe),
-            ("encoder", e_enc, None, dataclasses.replace(recipe, **REFINE_OVERRIDES))):
+    for name, start, center, rec in (("start", None, e0, recipe),
+                                     ("encoder", e_enc, None, recipe)):
         t0 = time.time()
         res = fit_from(lm, rec, token_lists, start, m, center, batch_size)
         steps = [r.steps for r in res]

@@ -89,7 +89,7 @@ def _fail(msg: str) -> int:
 def _init_from(spec: str, cfg: FitConfig, lm, fitter, toks):
     """Refinement: rows start at the encoder's e (plus small noise); returns the frozen m."""
     from encoder.core import EncoderError
-    from encoder.refine import REFINE_OVERRIDES, encoded_starts
+    from encoder.refine import encoded_starts, use_starts
     try:
         e, m, blob = encoded_starts(spec, lm, toks)
     except EncoderError as exc:
@@ -99,11 +99,7 @@ def _init_from(spec: str, cfg: FitConfig, lm, fitter, toks):
         raise C.ConfigError(f"encoder {blob['path']} decodes with {arr['name']} and prefix "
                             f"{arr['prefix']}, the recipe with {fitter.arr.name} and "
                             f"{list(fitter.arr.prefix)}")
-    keep = {k: v for k, v in REFINE_OVERRIDES.items() if k not in cfg.recipe_overrides}
-    fitter.recipe = dataclasses.replace(fitter.recipe, **keep)
-    fitter.std = fitter.recipe.init_std or fitter.std
-    fitter.e_center = None
-    fitter.row_center = lambda row: {"e": e[int(row.key[4:])]}
+    use_starts(fitter, lambda row: e[int(row.key[4:])], cfg.recipe_overrides)
     return m
 
 

@@ -68,3 +68,32 @@ def test_checkpoint_for_other_weights_is_refused(trained, tmp_path, capsys):
     assert encode(["--checkpoint", str(tmp_path / "junk.pt"), "--text", "hi", "--out",
                    str(out), "--no-mlflow"]) == 2
     assert "cannot read encoder checkpoint" in capsys.readouterr().err
+
+
+def test_refinement_starts_at_the_encoders_e(trained, tmp_path, capsys, enc_corpus):
+    """proto.fit --init-from: rows start at the encoder's e with its m frozen; data_gen.build
+    init_from: a corpus with the encoder's m is built from the encoder's starts."""
+    from encoder.refine import encoded_starts
+    from proto import solution
+    from proto.cli import fit_main
+    from proto.models import load_model
+    lm = load_model("tiny-random", device="cpu")
+    e_enc, m_enc, _ = encoded_starts(str(trained), lm, [lm.tokenize("cat on a mat")])
+    out = tmp_path / "refined.safetensors"
+    rc = fit_main(["--model", "tiny-random", "--text", "cat on a mat", "--init-from",
+                   str(trained), "--out", str(out), "max_steps=1", "mlflow=false",
+                   "recipe_overrides.init_std=0.000001", "recipe_overrides.lr=0.000001"])
+    assert rc == 0
+    e, m, meta = solution.load(out)
+    assert torch.allclose(m[0], m_enc)            # m frozen at the encoder's m
+    assert torch.allclose(e[0], e_enc[0], atol=1e-3)  # one tiny step from the encoder's e
+    from data_gen import build as B
+    from proto import config as C
+    man = json.loads((enc_corpus / "manifest.json").read_text())
+    # the corpus fixture's own config (so the same m), plus init_from
+    cfg = C.from_dict(B.BuildConfig, {**man["config"], "out": str(tmp_path / "c"),
+                                      "init_from": str(trained), "mlflow": False,
+                                      "threads": 1})
+    s = B.build(cfg, lm=lm)
+    assert s["status"] == "complete" and s["texts"] == man["config"]["sources"][0]["count"] + \
+        man["config"]["sources"][1]["count"]
