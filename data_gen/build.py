@@ -169,7 +169,7 @@ def shared_m(lm, cfg: BuildConfig, recipe, warm: list[Text], prog):
     from proto.fit import FitRow, Fitter, embedding_std, fit_shared_m, init_vector
     meta = {"m_init": cfg.m_init}
     if cfg.m_init == "start":
-        e0, m0 = corpus_start(lm, recipe)
+        m0 = corpus_start(lm, recipe)[1]
         prog.line("shared m: the learned start's m0 (m_init=start), e's fitted from its e0")
         return m0.to(lm.device), meta
     if cfg.m_init == "random":

@@ -115,9 +115,10 @@ def check_out(cfg: EncoderConfig) -> int | None:
             raise EncoderError(f"{out} exists and is not an encoder run: choose another out")
         return None
     info = json.loads(saved.read_text())
-    if info.get("content") != json.loads(json.dumps(content(cfg))):
-        diff = sorted(k for k in set(info["content"]) | set(content(cfg))
-                      if info["content"].get(k) != json.loads(json.dumps(content(cfg))).get(k))
+    now = json.loads(json.dumps(content(cfg)))  # as run.json holds it (tuples become lists)
+    if info.get("content") != now:
+        diff = sorted(k for k in set(info["content"]) | set(now)
+                      if info["content"].get(k) != now.get(k))
         raise EncoderError(f"{out} holds a run with another config ({', '.join(diff[:4])}): "
                            f"choose another out, or delete it yourself")
     if not cfg.train.resume:

@@ -41,19 +41,6 @@ class BenchEncoderConfig:
             raise ValueError("micro_batch, n_tokens and reps must be >= 1")
 
 
-def _texts(lm, n: int, b: int) -> list[list[int]]:
-    import random
-
-    from data_gen.sources import random_word_text
-    rng = random.Random(0)
-    out = []
-    while len(out) < b:
-        ids = lm.tokenize(random_word_text(rng, n))
-        if len(ids) >= n:
-            out.append(ids[:n])
-    return out
-
-
 def build(cfg: BenchEncoderConfig):
     """(encoder, decoder, m, optimizer, lm) as the encoder config trains them (no corpus read:
     the benchmark needs only shapes, so m is the learned start's or a random vector)."""
@@ -80,7 +67,9 @@ def bench(cfg: BenchEncoderConfig, log=print) -> dict:
 
     from .bench_fit import matmul_rate, timed
     enc, dec, m, opt, lm = build(cfg)
-    toks = _texts(lm, cfg.n_tokens, cfg.micro_batch)
+    from data_gen.sources import sample_texts
+    toks = [ids for _, ids in sample_texts(lm.tokenize, "random-words", cfg.n_tokens,
+                                             cfg.micro_batch)]
     ids, mask = pad_batch(toks, lm.device)
     batch = {"ids": ids, "mask": mask, "texts": [lm.detokenize(t) for t in toks]}
 
