@@ -35,3 +35,15 @@ def test_stream_is_a_function_of_position_and_independent_of_ranks():
     assert one == two
     kinds = {a.example(p).text_id.startswith("raw") for p in range(200)}
     assert kinds == {True, False}  # both the corpus and the raw stream are used
+
+
+def test_heldout_share_follows_contexts_and_not_the_raw_pool():
+    """A big raw pool sharing the corpus's contexts must not sweep the corpus into held-out."""
+    cfg = DataConfig(corpus="x", heldout_percent=10, seed=0)
+    corpus = [_ex(i) for i in range(600)]  # 200 contexts of 3 texts
+    raw = [_ex(1000 + i, ctx=f"c{i % 200}", prefix="raw") for i in range(5000)]
+    with_raw, alone = Split(cfg, corpus, raw, [3]), Split(cfg, corpus, [], [3])
+    assert [x.text_id for x in with_raw.heldout] == [x.text_id for x in alone.heldout]
+    held_ctx = {x.context_id for x in with_raw.heldout}
+    assert 0.05 < len(held_ctx) / 200 < 0.15
+    assert all(x.context_id in held_ctx for x in with_raw.heldout_raw)

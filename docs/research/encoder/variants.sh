@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Encoder variants at N = 8 on the encoder corpus + raw text, the same data, steps and batch for
-# each (2-core CPU, ~4-6 min each). Each run's last JSON line goes to variants.jsonl.
+# each (2-core CPU, ~4-6 min each, ~40 min in all). Each run's last JSON line goes to variants.jsonl.
 #   bash docs/research/encoder/variants.sh [STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -18,6 +18,9 @@ run() {  # name, overrides...
 }
 run lora-mean-decode
 run lora-last-decode model.pooling=last
+run lora-query-decode model.pooling=query
 run lora-mean-regress loss.kind=regress
-run scratch-decode model.kind=scratch train.lr=1e-3
-run minilm-decode model.kind=hf model.hf_name=minilm train.lr=1e-4
+run lora-mean-mix loss.kind=mix
+run lora-mean-decode-m-learned m=learned
+run scratch-decode model.kind=scratch train.lr=0.001 train.head_lr=0.001
+run minilm-decode model.kind=hf model.hf_name=minilm train.lr=0.0001
