@@ -20,18 +20,10 @@ from ship_start_lib import add_history, load_checked_model, name_inits, read_met
 here = Path(__file__).parent / "gpu"
 lm, state = load_checked_model()
 metas = read_metas(here)
-# stages 1-4 = the stage-4 start (its history and provenance as written with it, git e2a3cb9).
-# Those records name stage 1 `shipped-s12` and the probe by an earlier path; the provenance
-# written here uses stage 1's name `cpu-k25` and the probe's path in this folder layout.
-RENAME = {"shipped-s12": "cpu-k25"}
-history = [{**h, "stage": RENAME.get(h["stage"], h["stage"])}
-           for h in json.loads((here / "stages1-4-history.json").read_text())]
+# stages 1-4 = the stage-4 start (its history and provenance as written with it)
+history = json.loads((here / "stages1-4-history.json").read_text())
 old_cfg = torch.load("docs/research/learned-starts/gpu-stages/start-stage4.pt", map_location="cpu",
                      weights_only=True)["config"]
-old_cfg["learned_with"] = ("docs/research/learned-starts/gpu-stages/gpu_probe.py "
-                           "(proto.meta.learn_start) on an H100, fp32")
-old_cfg["stages"] = [{**st, **{k: RENAME.get(st[k], st[k]) for k in ("name", "init") if k in st}}
-                     for st in old_cfg["stages"]]
 names = ("big1", "big2", "big3", "big4", "big5")
 for name in names:
     add_history(history, name, metas[name]["history"])
