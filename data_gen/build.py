@@ -79,9 +79,12 @@ class BuildConfig:
     warm_texts: int = 16                  # texts of the m warm-up
     warm_steps: int = 300                 # steps of the warm-up fit
     pairs_per_chunk: int = 2              # connectivity checks per chunk (restart pairs)
-    bezier_steps: int = 100               # control-point training steps per Bezier curve
-    bezier_samples: int = 8               # t samples per Bezier step
-    bezier_lr: float = 1e-2
+    # Bezier control point (proto.paths.bezier): trained until the path is solved on the grid
+    # or its expected loss stops falling, at most bezier_steps steps of bezier_samples t's;
+    # bezier_lr is relative to the pair's RMS coordinate distance
+    bezier_steps: int = 300
+    bezier_samples: int = 8
+    bezier_lr: float = 0.02
     path_grid: int = 21                   # t grid for path accuracies
     # an encoder checkpoint (or 'default'): every e starts at the encoder's prediction plus
     # small noise instead of at the learned start (refinement); its m must be the corpus's m

@@ -16,9 +16,11 @@ at every t of the grid, so the plot shows accuracy along t. Pairs not in pairs/ 
 when the corpus has fewer such pairs, already-checked ones are re-measured (counted once in
 the totals, profiles still plotted).
 Path settings (bezier_steps, bezier_samples, bezier_lr, path_grid) default to the corpus
-build's own. Reported: linear vs Bezier min/mean accuracy along the path, the fraction of
-pairs whose path stays fully solved (min accuracy 1), length ratio and cosine distance stats,
-beside the paper's claims. Outputs in `out` (default outputs/eval/connectivity/<corpus name>/):
+build's own. Reported: linear vs Bezier min/mean accuracy along the path, the pairs whose path stays fully
+solved (accuracy 1 at every t of the grid; for Bezier also among those whose linear path
+fails), length ratio and cosine distance stats, beside the paper's claims; for computed pairs
+the control point's loss curve and why its training stopped (proto.paths.bezier: solved on
+the grid, converged, or the step cap). bezier_lr is relative to the pair's distance. Outputs in `out` (default outputs/eval/connectivity/<corpus name>/):
 results.json, table.md, config.yaml, min_accuracy.png, profile.png (with compute); MLflow
 experiment `eval`, run connectivity-<corpus name>. Last stdout line: one JSON summary.
 Bad input (missing or non-corpus directory, unfinished corpus without allow_partial=true, no
@@ -155,10 +157,12 @@ def compute_pairs(cfg: ConnectivityConfig, root: Path, man: dict, stored_keys: s
                     "bezier_min_acc": bez.min_accuracy, "bezier_mean_acc": bez.mean_accuracy,
                     "length_ratio": bez.length_ratio, "in_pairs": key((a, b)) in stored_keys,
                     "t": lin.t, "linear_acc": lin.accuracy, "bezier_acc": bez.accuracy,
+                    "bezier_steps_run": bez.steps, "bezier_stop": bez.stop,
+                    "bezier_history": bez.history,
                     "n_tokens": len(a["token_ids"]), "seconds": time.time() - t0})
         log(f"pair {k + 1}/{len(pick)}: linear min {lin.min_accuracy:.3f}, Bezier min "
-            f"{bez.min_accuracy:.3f}, length ratio {bez.length_ratio:.3f} "
-            f"({time.time() - t0:.1f} s)")
+            f"{bez.min_accuracy:.3f} ({bez.stop} after {bez.steps} steps), length ratio "
+            f"{bez.length_ratio:.3f} ({time.time() - t0:.1f} s)")
     return out
 
 
@@ -175,8 +179,12 @@ def pair_stats(rows: list[dict]) -> dict:
     out = {"pairs": len(rows)}
     for path in ("linear", "bezier"):
         mn, me = col(f"{path}_min_acc"), col(f"{path}_mean_acc")
-        out[path] = {"min_acc": mm(mn), "mean_acc": mm(me),
+        out[path] = {"min_acc": mm(mn), "mean_acc": mm(me), "solved": int((mn >= SOLVED).sum()),
                      "solved_path_frac": float((mn >= SOLVED).mean()) if len(mn) else None}
+    lin_fails = col("linear_min_acc") < SOLVED
+    out["linear_fails"] = int(lin_fails.sum())
+    out["bezier_solved_where_linear_fails"] = int(
+        (lin_fails & (col("bezier_min_acc") >= SOLVED)).sum())
     lr = col("length_ratio")
     out["length_ratio"] = {**T.summary(lr), "max": float(lr.max()) if len(lr) else None}
     out["cosine_distance"] = T.summary(col("cosine_distance"))
@@ -212,6 +220,7 @@ def study(cfg: ConnectivityConfig, mr=None, lm=None, log=None) -> dict:
     figs = [(plot_min_acc(merged, root.name), "min_accuracy.png")]
     if computed:
         figs.append((plot_profile(computed, root.name), "profile.png"))
+        figs.append((plot_control_loss(computed, root.name), "control_loss.png"))
     plt = _plt()
     for fig, name in figs:
         save_figure(fig, out / name, mr)
@@ -233,6 +242,10 @@ def summary_line(res: dict) -> dict:
     a = res["all"]
     return {"corpus": res["corpus"], "pairs": a["pairs"], "pairs_stored": res["pairs_stored"],
             "pairs_computed": res["pairs_computed"],
+            "linear_solved": a["linear"]["solved"], "bezier_solved": a["bezier"]["solved"],
+            "linear_fails": a["linear_fails"],
+            "bezier_solved_where_linear_fails": a["bezier_solved_where_linear_fails"],
+            "length_ratio_median": a["length_ratio"]["median"],
             "linear_min_acc_mean": a["linear"]["min_acc"]["mean"],
             "bezier_min_acc_mean": a["bezier"]["min_acc"]["mean"],
             "linear_mean_acc_mean": a["linear"]["mean_acc"]["mean"],
@@ -275,9 +288,10 @@ def render_table(res: dict) -> str:
         f"'solution set'\" |",
         f"| mean accuracy along the path | {mm(a['linear']['mean_acc'])} | "
         f"{mm(a['bezier']['mean_acc'])} | Fig. 6 (no numbers in the text) |",
-        f"| pairs whose path stays solved (min acc = 1) | "
-        f"{fmt(a['linear']['solved_path_frac'])} | {fmt(a['bezier']['solved_path_frac'])} | "
-        f"linear: not connected; Bezier: \"they form a connected set\" |",
+        f"| pairs whose path stays solved (accuracy 1 at every t of the grid) | "
+        f"{a['linear']['solved']} of {a['pairs']} | {a['bezier']['solved']} of {a['pairs']}; "
+        f"{a['bezier_solved_where_linear_fails']} of the {a['linear_fails']} whose linear path "
+        f"fails | linear: not connected; Bezier: \"they form a connected set\" |",
         f"| Bezier length / linear length | 1 | mean {fmt(lr['mean'])}, max {fmt(lr['max'])} | "
         f"\"the maximum ratio ... is only 1.2\" |",
         f"| cosine distance between the two e's | mean {fmt(cd['mean'])}, p10-p90 "
@@ -289,10 +303,18 @@ def render_table(res: dict) -> str:
         ps = res["path_settings"]
         lines += [f"Computed here ({c['pairs']} pair(s), grid {ps['path_grid']} t values, "
                   f"Bezier {ps['bezier_steps']} steps x {ps['bezier_samples']} t samples, "
-                  f"lr {ps['bezier_lr']}): linear min accuracy {mm(c['linear']['min_acc'])}, "
-                  f"Bezier {mm(c['bezier']['min_acc'])}; profile.png shows accuracy along t.",
-                  ""]
+                  f"relative lr {ps['bezier_lr']}): linear min accuracy "
+                  f"{mm(c['linear']['min_acc'])}, Bezier {mm(c['bezier']['min_acc'])}; "
+                  f"control-point training stopped {stops(res['computed_pairs'])}; "
+                  f"profile.png shows accuracy along t, control_loss.png the training.", ""]
     return "\n".join(lines)
+
+
+def stops(rows: list[dict]) -> str:
+    """'solved 14, converged 5, cap 1 (median 40 steps)' for computed pairs."""
+    kinds = ("solved", "converged", "cap")
+    parts = [f"{k} {sum(r['bezier_stop'] == k for r in rows)}" for k in kinds]
+    return f"{', '.join(parts)} (median {np.median([r['bezier_steps_run'] for r in rows]):.0f} steps)"
 
 
 def plot_min_acc(rows: list[dict], title: str):
@@ -331,6 +353,27 @@ def plot_profile(rows: list[dict], title: str):
     ax.legend(fontsize=8)
     ax.set_title(f"{title}: accuracy along linear and Bezier paths (cf. paper Fig. 6)",
                  fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_control_loss(rows: list[dict], title: str):
+    """The control point's training: expected loss along the curve per check, one line a pair."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    colors = {"solved": "tab:green", "converged": "tab:orange", "cap": "tab:red"}
+    for r in rows:
+        h = r["bezier_history"]
+        ax.plot([x["step"] for x in h], [max(x["loss"], 1e-4) for x in h],
+                color=colors.get(r["bezier_stop"], "k"), alpha=0.6, lw=1)
+    for stop, c in colors.items():
+        k = sum(r["bezier_stop"] == stop for r in rows)
+        ax.plot([], [], color=c, label=f"{stop} ({k})")
+    ax.set_yscale("log")
+    ax.set_xlabel("control-point step")
+    ax.set_ylabel("expected CE along the curve (grid mean)")
+    ax.legend(fontsize=8, title="stopped because")
+    ax.set_title(f"{title}: Bezier control-point training, {len(rows)} pairs", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -36,6 +36,13 @@ def test_stored_pairs_summary_matches_the_corpus(corpus, tmp_path, capsys):
     assert s["linear_solved_path_frac"] == np.mean([p["linear_min_acc"] >= 1 - 1e-6
                                                     for p in pairs])
     assert 0 <= s["bezier_solved_path_frac"] <= 1 and s["seconds"] >= 0
+    lin_ok = [p["linear_min_acc"] >= 1 - 1e-6 for p in pairs]
+    bez_ok = [p["bezier_min_acc"] >= 1 - 1e-6 for p in pairs]
+    assert (s["linear_solved"], s["bezier_solved"]) == (sum(lin_ok), sum(bez_ok))
+    assert s["bezier_solved_where_linear_fails"] == sum(b and not a
+                                                      for a, b in zip(lin_ok, bez_ok))
+    assert s["length_ratio_median"] == pytest.approx(np.median([p["length_ratio"]
+                                                                for p in pairs]))
     for f in ("results.json", "table.md", "min_accuracy.png"):
         assert (out / f).stat().st_size > 0
     assert not (out / "profile.png").exists()                   # no profiles without compute
@@ -69,6 +76,12 @@ def test_compute_one_pair_in_the_corpus_model(corpus, tmp_path, capsys):
     else:
         assert s["pairs"] == len(stored) + 1
     assert (out / "profile.png").stat().st_size > 0
+    # the control point's training: its loss curve, steps taken and why it stopped
+    h = p["bezier_history"]
+    assert h[0]["step"] == 0 and h[-1]["step"] == p["bezier_steps_run"]
+    assert p["bezier_stop"] in ("solved", "converged", "cap")
+    assert (p["bezier_stop"] == "solved") == (p["bezier_min_acc"] == 1.0)
+    assert (out / "control_loss.png").stat().st_size > 0
 
 
 def test_a_different_model_is_refused(corpus, tmp_path, capsys):
