@@ -1,0 +1,116 @@
+"""A screenshot of the MLflow UI's compare view over encoder runs (docs/mlflow-compare.png).
+
+  python scripts/mlflow_screenshot.py                       # every finished run with eval/one_pass_acc
+  python scripts/mlflow_screenshot.py --runs default enc-decode enc-regress --out /tmp/x.png
+
+Starts `mlflow ui` on the store (sqlite:///mlflow.db unless MLFLOW_TRACKING_URI or --store is
+given) on a free loopback port, finds the runs of experiment `encoder` through the REST API,
+opens the compare view in headless Chromium (Debian's `chromium` package; `apt-get install
+chromium`) and stops the server it started. Bad input (no Chromium, no such runs) ends with
+one `error:` line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--hide-scrollbars"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(base: str, path: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}",
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def wait_up(base: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow ui exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(f"{base}/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError(f"mlflow ui did not answer within {timeout:.0f} s")
+
+
+def pick_runs(base: str, names: list[str]) -> tuple[str, list[str]]:
+    exp = api(base, "experiments/get-by-name?experiment_name=encoder")["experiment"]
+    runs = api(base, "runs/search", {"experiment_ids": [exp["experiment_id"]],
+                                      "max_results": 500}).get("runs", [])
+    finished = [r for r in runs if r["info"]["status"] == "FINISHED"
+                and any(m["key"] == "eval/one_pass_acc" for m in r["data"].get("metrics", []))]
+    if names:
+        by = {r["info"]["run_name"]: r for r in finished}
+        missing = [n for n in names if n not in by]
+        if missing:
+            raise ValueError(f"no finished encoder run with eval/one_pass_acc named {missing}")
+        finished = [by[n] for n in names]
+    if len(finished) < 2:
+        raise ValueError("the compare view needs at least two finished encoder runs")
+    return exp["experiment_id"], [r["info"]["run_id"] for r in finished]
+
+
+def shoot(url: str, out: Path, size: str) -> None:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        raise ValueError("Chromium not found (apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as prof:
+        subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={prof}", f"--window-size={size}",
+                        "--virtual-time-budget=30000", f"--screenshot={out}", url],
+                       check=True, capture_output=True, timeout=180)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    ap.add_argument("--runs", nargs="*", default=[], help="run names (default: all finished)")
+    ap.add_argument("--out", default="docs/mlflow-compare.png")
+    ap.add_argument("--size", default="1600,1500", help="window width,height in pixels")
+    a = ap.parse_args(argv)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", a.store,
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_up(base, proc)
+        exp, ids = pick_runs(base, a.runs)
+        q = urllib.parse.urlencode({"runs": json.dumps(ids), "experiments": json.dumps([exp])})
+        out = Path(a.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shoot(f"{base}/#/compare-runs?{q}", out.resolve(), a.size)
+    except (ValueError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    print(json.dumps({"out": str(out), "runs": len(ids), "url": f"{base}/#/compare-runs?{q}"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
