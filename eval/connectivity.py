@@ -16,12 +16,13 @@ at every t of the grid, so the plot shows accuracy along t. Pairs not in pairs/ 
 when the corpus has fewer such pairs, already-checked ones are re-measured (counted once in
 the totals, profiles still plotted).
 Path settings (bezier_steps, bezier_samples, bezier_lr, path_grid) default to the corpus
-build's own. Reported: linear vs Bezier min/mean accuracy along the path, the pairs whose path stays fully
-solved (accuracy 1 at every t of the grid; for Bezier also among those whose linear path
-fails), length ratio and cosine distance stats, beside the paper's claims; for computed pairs
-the control point's loss curve and why its training stopped (proto.paths.bezier: solved on
-the grid, converged, or the step cap). bezier_lr is relative to the pair's distance. Outputs in `out` (default outputs/eval/connectivity/<corpus name>/):
-results.json, table.md, config.yaml, min_accuracy.png, profile.png (with compute); MLflow
+build's own; bezier_lr is relative to the pair's distance. Reported: linear vs Bezier min/mean
+accuracy along the path, the pairs whose path stays fully solved (accuracy 1 at every t of the
+grid; for Bezier also among those whose linear path fails), length ratio and cosine distance
+stats, beside the paper's claims; for computed pairs the control point's loss curve and why
+its training stopped (proto.paths.bezier: solved on the grid, converged, or the step cap).
+Outputs in `out` (default outputs/eval/connectivity/<corpus name>/): results.json, table.md,
+config.yaml, min_accuracy.png, and with compute profile.png and control_loss.png; MLflow
 experiment `eval`, run connectivity-<corpus name>. Last stdout line: one JSON summary.
 Bad input (missing or non-corpus directory, unfinished corpus without allow_partial=true, no
 solved rows, a model that is not the corpus's) ends with one `error:` line and exit 2.
@@ -314,7 +315,8 @@ def stops(rows: list[dict]) -> str:
     """'solved 14, converged 5, cap 1 (median 40 steps)' for computed pairs."""
     kinds = ("solved", "converged", "cap")
     parts = [f"{k} {sum(r['bezier_stop'] == k for r in rows)}" for k in kinds]
-    return f"{', '.join(parts)} (median {np.median([r['bezier_steps_run'] for r in rows]):.0f} steps)"
+    med = np.median([r["bezier_steps_run"] for r in rows])
+    return f"{', '.join(parts)} (median {med:.0f} steps)"
 
 
 def plot_min_acc(rows: list[dict], title: str):

@@ -1,6 +1,6 @@
 """A screenshot of the MLflow UI's compare view over encoder runs (docs/mlflow-compare.png).
 
-  python scripts/mlflow_screenshot.py                       # every finished run with eval/one_pass_acc
+  python scripts/mlflow_screenshot.py      # every finished encoder run with eval/one_pass_acc
   python scripts/mlflow_screenshot.py --runs default enc-decode enc-regress --out /tmp/x.png
 
 Starts `mlflow ui` on the store (sqlite:///mlflow.db unless MLFLOW_TRACKING_URI or --store is
