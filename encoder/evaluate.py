@@ -2,10 +2,11 @@
 
   python -m encoder.evaluate --checkpoint outputs/encoder/default --corpus outputs/corpus/encoder
   python -m encoder.evaluate --checkpoint default --corpus outputs/corpus/encoder knn=minilm
+  python -m encoder.evaluate --checkpoint outputs/encoder/variants/minilm-decode "lengths=[8,16]"
   python -m encoder.evaluate --checkpoint outputs/encoder/tiny --corpus outputs/corpus/tiny-enc \
       mlflow=false                                           # tiny CPU run (seconds)
 
-Methods, each scored on the same held-out texts (split by context and text id as in training):
+Methods, each scored on the same held-out texts (whole contexts held out, as in training):
   encoder    the encoder's e, decoded with its m
   optimised  the corpus's fitted e (best restart), decoded with the corpus's m: the ceiling
   knn        the fitted e of the nearest TRAINING text by text similarity (FAISS inner product
@@ -167,6 +168,9 @@ class EvalConfig:
     corpus: str = ""                 # '' = the corpus the encoder was trained on
     knn: str = "tfidf"               # tfidf | minilm
     limit: int = 0                   # held-out texts evaluated (0 = all)
+    # text lengths evaluated ([] = the encoder's training lengths; others are scored as
+    # lengths it was not trained on, beside the same baselines)
+    lengths: list[int] = dataclasses.field(default_factory=list)
     # refinement: fit the first refine_texts held-out texts from the learned start and from
     # the encoder's e with the corpus's recipe (cap refine_max_steps), side by side
     refine: bool = False
@@ -180,6 +184,8 @@ class EvalConfig:
             raise ValueError("knn must be tfidf or minilm")
         if self.limit < 0:
             raise ValueError("limit must be >= 0")
+        if any(n < 1 for n in self.lengths):
+            raise ValueError("lengths must be >= 1")
 
 
 def refine_block(cfg: EvalConfig, enc, setup, examples: list[Example]) -> dict:
@@ -219,8 +225,9 @@ def main(argv=None) -> int:
         blob = ckpt.read(cfg.checkpoint)
         ecfg = C.from_dict(EncoderConfig, blob["config"])
         corpus = cfg.corpus or ecfg.data.corpus
-        ecfg = dataclasses.replace(ecfg, data=dataclasses.replace(ecfg.data, corpus=corpus),
-                                   device=cfg.device or ecfg.device)
+        data = dataclasses.replace(ecfg.data, corpus=corpus,
+                                   lengths=list(cfg.lengths or ecfg.data.lengths))
+        ecfg = dataclasses.replace(ecfg, data=data, device=cfg.device or ecfg.device)
         enc, decoder, m, blob = ckpt.load(cfg.checkpoint, device=ecfg.device)
         if corpus:
             _, arr = check_corpus(corpus, decoder.lm)

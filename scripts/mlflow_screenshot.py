@@ -1,6 +1,8 @@
 """A screenshot of the MLflow UI's compare view over encoder runs (docs/mlflow-compare.png).
 
   python scripts/mlflow_screenshot.py      # every finished encoder run with eval/one_pass_acc
+  python scripts/mlflow_screenshot.py --runs default lora-mean-decode lora-mean-mix \
+      lora-mean-regress scratch-decode minilm-decode --size 2400,2050     # docs/mlflow-compare.png
   python scripts/mlflow_screenshot.py --runs default enc-decode enc-regress --out /tmp/x.png
 
 Starts `mlflow ui` on the store (sqlite:///mlflow.db unless MLFLOW_TRACKING_URI or --store is
@@ -63,7 +65,9 @@ def pick_runs(base: str, names: list[str]) -> tuple[str, list[str]]:
     finished = [r for r in runs if r["info"]["status"] == "FINISHED"
                 and any(m["key"] == "eval/one_pass_acc" for m in r["data"].get("metrics", []))]
     if names:
-        by = {r["info"]["run_name"]: r for r in finished}
+        by: dict[str, dict] = {}
+        for r in sorted(finished, key=lambda r: -int(r["info"]["start_time"])):
+            by.setdefault(r["info"]["run_name"], r)  # a name used twice: its newest run
         missing = [n for n in names if n not in by]
         if missing:
             raise ValueError(f"no finished encoder run with eval/one_pass_acc named {missing}")

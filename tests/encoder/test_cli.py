@@ -50,6 +50,11 @@ def test_evaluate_reports_encoder_and_baselines(trained, capsys):
               "eval/mean_acc", "eval/start_acc", "eval/random_acc"):
         assert k in s
     assert s["eval/optimised_acc"] == 1.0 and s["texts"] > 0
+    # lengths: the corpus's length named explicitly scores the same texts; a bad one is refused
+    assert main(["--checkpoint", str(trained), "mlflow=false", "lengths=[6]"]) == 0
+    assert _last_json(capsys)[0]["texts"] == s["texts"]
+    assert main(["--checkpoint", str(trained), "mlflow=false", "lengths=[0]"]) == 2
+    assert "lengths must be >= 1" in capsys.readouterr().err
 
 
 def test_checkpoint_for_other_weights_is_refused(trained, tmp_path, capsys):
