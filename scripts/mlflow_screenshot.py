@@ -1,8 +1,8 @@
 """A screenshot of the MLflow UI's compare view over encoder runs (docs/mlflow-compare.png).
 
   python scripts/mlflow_screenshot.py      # every finished encoder run with eval/one_pass_acc
-  python scripts/mlflow_screenshot.py --runs default lora-mean-decode lora-mean-mix \
-      lora-mean-regress scratch-decode minilm-decode --size 2400,2050     # docs/mlflow-compare.png
+  python scripts/mlflow_screenshot.py --runs enc-decode enc-regress default lora-mean-mix \
+      minilm-decode lora-mean-regress --size 2400,2050     # docs/mlflow-compare.png
   python scripts/mlflow_screenshot.py --runs default enc-decode enc-regress --out /tmp/x.png
 
 Starts `mlflow ui` on the store (sqlite:///mlflow.db unless MLFLOW_TRACKING_URI or --store is
