@@ -53,6 +53,12 @@ def held_out(ex: Example, cfg: DataConfig) -> bool:
     return _unit(cfg.seed, key) < cfg.heldout_percent / 100
 
 
+def _partition(xs: list[Example], cfg: DataConfig) -> tuple[list[Example], list[Example]]:
+    """(held out, kept), hashing each text once."""
+    flags = [held_out(x, cfg) for x in xs]
+    return ([x for x, f in zip(xs, flags) if f], [x for x, f in zip(xs, flags) if not f])
+
+
 def corpus_examples(root: str | Path) -> list[Example]:
     """One Example per text of a corpus, with the e's of its solved restarts as targets."""
     from data_gen.corpus import read_table
@@ -93,11 +99,10 @@ class Split:
         keep = set(lengths)
         corpus = [x for x in corpus if x.n in keep]
         raw = [x for x in raw if x.n in keep]
-        self.heldout = [x for x in corpus if held_out(x, cfg)]
-        self.train_corpus = [x for x in corpus if not held_out(x, cfg)]
+        self.heldout, self.train_corpus = _partition(corpus, cfg)
         banned = {x.text_id for x in self.heldout} | {tuple(x.token_ids) for x in self.heldout}
-        self.heldout_raw = [x for x in raw if held_out(x, cfg)]
-        self.train_raw = [x for x in raw if not held_out(x, cfg) and x.text_id not in banned
+        self.heldout_raw, train_raw = _partition(raw, cfg)
+        self.train_raw = [x for x in train_raw if x.text_id not in banned
                           and tuple(x.token_ids) not in banned]
         if not self.heldout:  # raw text only: evaluate on held-out raw windows
             self.heldout = self.heldout_raw

@@ -58,10 +58,9 @@ def compare(lm, recipe, token_lists, e_enc, m, e0, batch_size: int = 32, log=Non
     """The same recipe and texts from the learned start (with the recipe's init noise) and from
     the encoder's e (with refinement's smaller noise)."""
     out = {}
-    for name, start, center, rec in (("start", None, e0, recipe),
-                                     ("encoder", e_enc, None, recipe)):
+    for name, start, center in (("start", None, e0), ("encoder", e_enc, None)):
         t0 = time.time()
-        res = fit_from(lm, rec, token_lists, start, m, center, batch_size)
+        res = fit_from(lm, recipe, token_lists, start, m, center, batch_size)
         steps = [r.steps for r in res]
         out[name] = {"solved": sum(r.solved for r in res), "texts": len(res),
                      "steps_median": statistics.median(steps), "row_steps": sum(steps),
