@@ -2,6 +2,7 @@
 
   python -m proto.fit --text "The old lighthouse keeper climbed the stairs every evening."
   python -m proto.fit --texts-file texts.txt --restarts 2 --out sols.safetensors
+  python -m proto.fit --texts-file texts.txt tail_restarts=3   # idle rows refit slow texts
   python -m proto.fit --model tiny-random --text "hello" max_steps=300    # tiny CPU run
   python -m proto.fit --config configs/proto/fit.yaml recipe=paper lr=0.02
   python -m proto.fit --texts-file texts.txt --init-from default   # refine the encoder's e
@@ -32,6 +33,9 @@ class FitConfig:
     recipe_overrides: dict = dataclasses.field(default_factory=dict)  # any Recipe field
     restarts: int = 1
     batch_size: int = 16
+    # extra seeds of still-unsolved texts in idle batch rows once no text waits; the first of
+    # a text's rows to solve is its solution (eval.bench_tail measures the gain)
+    tail_restarts: int = 0
     seed: int = 0
     max_steps: int = 0               # 0 = the recipe's cap
     mlflow: bool = True
@@ -41,8 +45,8 @@ class FitConfig:
             raise ValueError("restarts must be >= 1")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if self.max_steps < 0:
-            raise ValueError("max_steps must be >= 0")
+        if self.max_steps < 0 or self.tail_restarts < 0:
+            raise ValueError("max_steps and tail_restarts must be >= 0")
 
 
 _RECIPE_FIELDS = None
@@ -136,7 +140,8 @@ def fit_main(argv=None) -> int:
         if out.exists() and out.is_dir():
             raise C.ConfigError(f"--out {out} is a directory")
         lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
-        fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed)
+        fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
+                        tail_restarts=cfg.tail_restarts)
         toks = [lm.tokenize(t) for t in texts]
         for t, ids in zip(texts, toks):
             if not ids:

@@ -13,6 +13,12 @@ waiting ones right away (continuous batching). Waiting rows are sorted by length
 holds similar lengths; shorter rows are right-padded, which causal attention makes harmless.
 
 Only the active rows go through the model at each step, so finished rows cost nothing.
+
+Tail restarts (`Fitter(tail_restarts=k)`): once no row waits, a batch shrinks to the slowest
+texts and most of its rows sit idle. The fitter then fills the free rows with up to k extra
+restarts of each still-unsolved text (same text, same start, fresh noise); the first of a
+text's rows to solve is its result and ends the others. A text whose rows all stop unsolved
+reports its most accurate row. The batch costs the same per step, so the tail ends sooner.
 """
 from __future__ import annotations
 
@@ -257,10 +263,15 @@ class Fitter:
     """Fits proto-tokens for rows of token ids with one frozen model and one recipe."""
 
     def __init__(self, lm: LoadedModel, recipe: Recipe, batch_size: int = 16, seed: int = 0,
-                 e_center: torch.Tensor | None = None):
+                 e_center: torch.Tensor | None = None, tail_restarts: int = 0):
         """e_center: start each e at this vector plus the recipe's init noise (e.g. the mean of
-        e's fitted with the same frozen m), instead of at the origin."""
+        e's fitted with the same frozen m), instead of at the origin.
+        tail_restarts: extra restarts per text that may fill idle batch rows once no row waits
+        (module docstring); 0 = never. Not used with 'unit' groups."""
+        if tail_restarts < 0:
+            raise ValueError("tail_restarts must be >= 0")
         self.lm, self.recipe, self.batch_size, self.seed = lm, recipe, batch_size, seed
+        self.tail_restarts = tail_restarts
         self.e_center = None if e_center is None else e_center.detach().float().cpu()
         # The recipe's learned (e0, m0): used as a pair, so not when e or m is frozen (each was
         # learned together with the other trained); an explicit e_center wins over e0.
@@ -306,6 +317,13 @@ class Fitter:
             raise ValueError(f"group_size {group_size} exceeds batch_size {self.batch_size}")
         for r in rows:
             self.check_length(len(r.token_ids))
+        n_in, rows = len(rows), list(rows)   # tail restarts append their rows after the input's
+        tail = self.tail_restarts if group_size == 1 and "row" in (e_mode, m_mode) else 0
+        origin: dict[int, int] = {}          # tail row -> the input row whose text it refits
+        alive: dict[int, set[int]] = {}      # input row -> its rows now in the batch
+        pending: dict[int, list[FitResult]] = {}  # input row -> its rows that stopped unsolved
+        cancel: set[int] = set()             # rows to drop because a sibling solved their text
+        n_extra: dict[int, int] = {}
 
         # Units: groups of rows that share the 'unit'-mode vector. Sorting by length keeps a
         # batch's lengths similar; groups are consecutive rows in the caller's order.
@@ -334,7 +352,7 @@ class Fitter:
                          and "row" in (e_mode, m_mode) else 0)
         results: dict[int, FitResult] = {}
         solved_keys: set[str] = set()
-        total = len(rows)
+        total = n_in
         t_start = time.time()
         step_no = 0
 
@@ -364,14 +382,53 @@ class Fitter:
                 v = v + mean * (self.std * math.sqrt(d) / float(mean.norm().clamp(min=1e-12)))
             return v.reshape(1, d)
 
+        def finish(ri: int, res: FitResult):
+            """Row ri stopped with res; settle its input row's result once that is decided."""
+            o = origin.get(ri, ri)
+            if o in results:
+                return
+            family = alive.setdefault(o, set())
+            family.discard(ri)
+            if not res.solved and family:
+                pending.setdefault(o, []).append(res)
+                return
+            best = res if res.solved else max(pending.pop(o, []) + [res],
+                                              key=lambda r: r.accuracy)
+            results[o] = dataclasses.replace(best, index=o)
+            if res.solved:
+                solved_keys.add(rows[o].key)
+            cancel.update(family)
+
+        def add_tail_rows() -> bool:
+            """Queue extra restarts of unsolved texts for the batch's free rows."""
+            free = self.batch_size - len(row_idx)
+            fams = sorted((o for o, f in alive.items() if f and o not in results
+                           and n_extra.get(o, 0) < tail), key=lambda o: (len(alive[o]), o))
+            added = 0
+            while free > added and fams:
+                for o in list(fams):
+                    if added == free:
+                        break
+                    n_extra[o] = n_extra.get(o, 0) + 1
+                    ri = len(rows)
+                    rows.append(FitRow(rows[o].token_ids, rows[o].key,
+                                       rows[o].restart + 1000 * n_extra[o]))
+                    origin[ri] = o
+                    units.append(_Unit([ri], rows[ri].key, rows[ri].restart))
+                    waiting.insert(0, len(units) - 1)
+                    added += 1
+                    if n_extra[o] >= tail:
+                        fams.remove(o)
+            return added > 0
+
         def admit():
             nonlocal tokens, n_tok
-            while waiting:
+            while waiting or (tail and add_tail_rows()):
                 u = units[waiting[-1]]
                 if race and u.key in solved_keys:
                     waiting.pop()
                     for ri in u.rows:
-                        results[ri] = self._dropped(rows, ri)
+                        finish(ri, self._dropped(rows, ri))
                     continue
                 if len(row_idx) + len(u.rows) > self.batch_size:
                     break
@@ -393,6 +450,7 @@ class Fitter:
                 tokens = torch.cat([tokens, add.to(dev)])
                 n_tok = torch.cat([n_tok, torch.tensor([len(t) for t in new], device=dev)])
                 for ri in u.rows:
+                    alive.setdefault(origin.get(ri, ri), set()).add(ri)
                     row_idx.append(ri)
                     row_unit.append(uid)
                     row_secs[ri] = 0.0
@@ -448,7 +506,7 @@ class Fitter:
                         continue
                     status = ("ok" if bool(solved_u[uj]) else
                               "nan" if bool(u_nan[uj] > 0) else "max_steps")
-                    results[ri] = FitResult(
+                    finish(ri, FitResult(
                         index=ri, key=rows[ri].key, restart=rows[ri].restart,
                         e=per_row["e"][j].detach().float().cpu().clone(),
                         m=(per_row["m"][j].detach().float().cpu().clone()
@@ -456,9 +514,7 @@ class Fitter:
                         accuracy=accl[j], c_tokens=int(cl[j]), n_tokens=len(rows[ri].token_ids),
                         loss=ll[j], steps=int(unit_steps[uj]), seconds=row_secs[ri],
                         solved=bool(solved_u[uj]), status=status,
-                        attempts=row_attempt[ri] + 1)
-                    if results[ri].solved:
-                        solved_keys.add(rows[ri].key)
+                        attempts=row_attempt[ri] + 1))
             # Update the parameters of units that go on (finished ones are dropped below).
             for k, g in zip([k for k in ("e", "m") if tabs[k].trainable], grads):
                 if g is not None:
@@ -484,8 +540,14 @@ class Fitter:
                     if bool(keep_u[uj]) and u.key in solved_keys:
                         keep_u[uj] = False
                         for ri in u.rows:
-                            results[ri] = self._dropped(rows, ri, row_secs.get(ri, 0.0),
-                                                        int(unit_steps[uj]))
+                            finish(ri, self._dropped(rows, ri, row_secs.get(ri, 0.0),
+                                                     int(unit_steps[uj])))
+            if cancel:
+                # units are single rows whenever tail rows exist
+                for uj, u_id in enumerate(unit_ids):
+                    if units[u_id].rows[0] in cancel:
+                        keep_u[uj] = False
+                cancel.clear()
             if not bool(keep_u.all()):
                 keep_rows = keep_u[ru]
                 kr = keep_rows.nonzero().squeeze(1)
@@ -512,7 +574,7 @@ class Fitter:
                           "solved": sum(r.solved for r in results.values()),
                           "active": len(row_idx), "seconds": time.time() - t_start,
                           "step_seconds": dt})
-        return [results[i] for i in range(len(rows))]
+        return [results[i] for i in range(n_in)]
 
     @staticmethod
     def _unit_steps(tabs, modes, ru, n_units) -> torch.Tensor:

@@ -84,6 +84,39 @@ def test_race_keeps_first_solved_restart(tiny):
     assert all(r.steps <= solved_steps for r in res if r.status == "dropped")
 
 
+def test_tail_restarts_fill_idle_rows_and_report_each_texts_best_row(tiny):
+    """Two texts in a batch of 6 with 2 tail restarts each: all six rows run from step 1, and
+    each text reports the most accurate of its three rows, which equal the same three restarts
+    fitted as explicit rows (rows are independent)."""
+    rec = get_recipe("default", lr=0.05, max_steps=3)     # too few steps: every row caps
+    texts = ["the cat sat on", "birds of a feather"]
+    seen = []
+    tail = Fitter(tiny, rec, batch_size=6, seed=5, tail_restarts=2).fit(
+        rows_for(tiny, texts), progress=seen.append)
+    assert [r.index for r in tail] == [0, 1] and seen[0]["active"] == 6
+    explicit = Fitter(tiny, rec, batch_size=6, seed=5).fit(
+        [FitRow(tiny.tokenize(t), t, r) for t in texts for r in (0, 1000, 2000)])
+    for i, r in enumerate(tail):
+        mine = explicit[3 * i: 3 * i + 3]
+        assert r.accuracy == max(x.accuracy for x in mine)
+        assert r.restart in (0, 1000, 2000) and r.status == "max_steps"
+
+
+def test_tail_restarts_first_solved_row_wins_and_ends_its_siblings(tiny):
+    rec = get_recipe("default", lr=0.05, max_steps=400)
+    texts = ["hello world", "the cat sat", "a bird"]
+    seen = []
+    res = Fitter(tiny, rec, batch_size=4, tail_restarts=3).fit(rows_for(tiny, texts),
+                                                                progress=seen.append)
+    assert [r.index for r in res] == [0, 1, 2] and all(r.solved for r in res)
+    for r, t in zip(res, texts):
+        assert r.key == t and r.accuracy == 1.0
+    # while a text is unsolved the batch stays full (no row waits, so tail rows fill it)
+    assert all(s["active"] == 4 for s in seen if s["done"] == 0)
+    with pytest.raises(ValueError, match="tail_restarts"):
+        Fitter(tiny, rec, tail_restarts=-1)
+
+
 def test_shared_m_groups_and_frozen_m(tiny):
     rec = get_recipe("default", lr=0.05, max_steps=60)
     rows = rows_for(tiny, TEXTS)
