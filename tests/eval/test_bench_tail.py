@@ -1,0 +1,34 @@
+import json
+
+from eval import bench_tail as BT
+
+TINY = ["model=tiny-random", "device=cpu", "threads=1", "recipe_overrides.lr=0.05",
+        "mlflow=false"]
+
+
+def test_tail_arm_solves_at_least_what_today_solves_in_no_more_steps(tmp_path, capsys):
+    """Each text's own row follows the same path in both arms, so the tail arm solves every
+    text the plain arm solves, each in no more steps."""
+    out = tmp_path / "bt"
+    rc = BT.main(TINY + ["n_texts=6", "batch_size=4", "n_tokens=6", "cap=40",
+                         "tail_restarts=2", f"out={out}"])
+    assert rc == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["solved_2"] >= s["solved_0"]
+    # (+1: a batch of other rows may round a step differently)
+    assert s["steps_median_2"] <= s["steps_median_0"] + 1
+    rep = json.loads((out / "results.json").read_text())
+    today, tail = rep["arms"]
+    assert abs(rep["speedup_texts_per_hour"]
+               - tail["texts_per_hour"] / today["texts_per_hour"]) < 1e-9
+    # the tail arm runs more rows per pass once no row waits
+    assert tail["row_steps"] / tail["forward_passes"] >= today["row_steps"] / today[
+        "forward_passes"]
+    assert (out / "progress.png").exists() and (out / "config.yaml").exists()
+
+
+def test_bench_tail_bad_input_is_one_line_exit_2(capsys):
+    assert BT.main(["tail_restarts=0", "mlflow=false"]) == 2
+    assert BT.main(["n_textz=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error:")
