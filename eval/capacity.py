@@ -32,6 +32,10 @@ project's question (how far does the corpus's frozen m reach) rather than the pa
 `patience` stops a text's climb after that many consecutive failed lengths (1 on a CPU: the
 longest, failing fits cost the most); 0 fits every grid length, as the paper does. In unit
 mode the group stays every text until none climbs, so m is always shared by the same set.
+`restarts: k` fits k seeds of every text and keeps the best (the paper's "max"; a failed
+fit is mostly the draw of the initial vectors): not shared, the k rows of a text race (the
+first to fit ends the others) and `tail_restarts` adds seeds in idle batch rows; shared
+(unit), seed r is its own group of all texts with its own m.
 Each (length, mode) is ONE batched Fitter.fit call over all still-climbing texts of all sources.
 
 Default config cost, measured: SmolLM2-135M on the 2-core CPU, 2 texts per source, grid
@@ -100,6 +104,9 @@ class CapacityConfig:
     warm_steps: int = 150
     threshold: float = 0.99
     patience: int = 1                     # consecutive failed lengths that end a text's climb
+    restarts: int = 1                     # seeds per text (not shared: racing rows; shared:
+    #                                       one group, with its own m, per seed); best seed counts
+    tail_restarts: int = 0                # not shared: extra seeds filling idle batch rows
     recipe: str = "default_v2"            # no learned start, as docs/research/paper-tables
     recipe_overrides: dict = dataclasses.field(default_factory=dict)
     max_steps: int = 120                  # 0 = the recipe's own cap
@@ -125,8 +132,10 @@ class CapacityConfig:
             raise ValueError(f"shared_m must be unit or warm, got {self.shared_m!r}")
         if not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
-        if min(self.patience, self.batch_size, self.threads) < 0:
-            raise ValueError("patience, batch_size and threads must be >= 0")
+        if min(self.patience, self.batch_size, self.threads, self.tail_restarts) < 0:
+            raise ValueError("patience, batch_size, threads and tail_restarts must be >= 0")
+        if self.restarts < 1:
+            raise ValueError("restarts must be >= 1")
         if self.warm_texts < 1 or self.warm_length < 1 or self.warm_steps < 1:
             raise ValueError("warm_texts, warm_length and warm_steps must be >= 1")
         E.check_recipe(self.recipe, self.recipe_overrides, self.max_steps)
@@ -151,9 +160,26 @@ def _warm_m(cfg, lm, recipe, texts, log):
     return m, info
 
 
+def _fit_length(cfg, lm, recipe, mode, token_lists, keys, warm_m, progress):
+    """One batched fit of every text at one length, `cfg.restarts` seeds each; the best seed's
+    FitResult per text. Shared (unit): seed r is one group of all texts with its own m."""
+    from proto.fit import FitRow, Fitter
+    k = cfg.restarts
+    rows = [FitRow(t, key, r) for r in range(k) for t, key in zip(token_lists, keys)]
+    kw, bs, tail = {"race": k > 1}, cfg.batch_size or len(rows), cfg.tail_restarts
+    if mode == "shared" and cfg.shared_m == "unit":
+        # a group is every text of this length, so all groups make one batch
+        kw, bs, tail = {"m_mode": "unit", "group_size": len(keys)}, len(rows), 0
+    elif mode == "shared":
+        kw |= {"m_mode": "frozen", "m": warm_m}
+    res = Fitter(lm, recipe, batch_size=bs, seed=cfg.seed, tail_restarts=tail).fit(
+        rows, **kw, progress=progress)
+    per_text = [res[i::len(keys)] for i in range(len(keys))]
+    return [max(rs, key=lambda r: (r.solved, r.accuracy)) for rs in per_text]
+
+
 def study(cfg: CapacityConfig, log=E.stderr_log) -> dict:
     from proto.decode import h_lm
-    from proto.fit import FitRow, Fitter
     from proto.models import load_model
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
     grid = cfg.grid()
@@ -179,27 +205,20 @@ def study(cfg: CapacityConfig, log=E.stderr_log) -> dict:
                 # m stays shared by ALL texts while any still climbs: a group shrunk to the
                 # survivors would stop sharing and inflate the shared capacity.
                 keys = list(texts)
-            rows = [FitRow(texts[k][:n], f"{k[0]}:{k[1]}") for k in keys]
-            kw, bs = {}, cfg.batch_size or len(rows)
-            if mode == "shared" and cfg.shared_m == "unit":
-                # one group = every text of this length, so the whole group is one batch
-                kw, bs = {"m_mode": "unit", "group_size": len(rows)}, len(rows)
-            elif mode == "shared":
-                kw = {"m_mode": "frozen", "m": warm_m}
             t0 = time.time()
-            res = Fitter(lm, recipe, batch_size=bs, seed=cfg.seed).fit(
-                rows, **kw, progress=E.progress_printer(log, f"{mode} N={n}",
-                                                        cfg.progress_seconds))
-            for k, r in zip(keys, res):
+            best = _fit_length(cfg, lm, recipe, mode, [texts[k][:n] for k in keys],
+                               [f"{k[0]}:{k[1]}" for k in keys], warm_m,
+                               E.progress_printer(log, f"{mode} N={n}", cfg.progress_seconds))
+            for k, r in zip(keys, best):
                 fit[mode][k][n] = {"accuracy": r.accuracy, "c_tokens": r.c_tokens,
-                                   "steps": r.steps}
+                                   "steps": r.steps, "restart": r.restart}
                 fails[mode][k] = 0 if r.accuracy >= cfg.threshold - 1e-9 else fails[mode][k] + 1
             if cfg.patience:
                 climbing[mode] = [k for k in keys if fails[mode][k] < cfg.patience]
-            ok = sum(r.accuracy >= cfg.threshold - 1e-9 for r in res)
-            calls.append({"n": n, "mode": mode, "rows": len(rows), "fitted": ok,
+            ok = sum(r.accuracy >= cfg.threshold - 1e-9 for r in best)
+            calls.append({"n": n, "mode": mode, "texts": len(keys), "fitted": ok,
                           "seconds": time.time() - t0})
-            log(f"N={n:<5d} {mode:>10s}: {ok}/{len(rows)} fitted (acc >= {cfg.threshold}), "
+            log(f"N={n:<5d} {mode:>10s}: {ok}/{len(keys)} fitted (acc >= {cfg.threshold}), "
                 f"{len(climbing[mode])} climb on ({time.time() - t0:.0f} s)")
     # Per text: capacity, and C_tokens and H_LM of the prefix at it.
     per_text, how = [], ""
@@ -257,7 +276,8 @@ def table(rep: dict) -> str:
                      _paper_cell(g["paper"].get("Llama-3.2-1B"))])
     head = (f"Table 3 at small scale: {rep['model']['name']}, recipe {cfg['recipe']}, cap "
             f"{rep['recipe']['max_steps']} steps, grid {rep['grid']}, fitted = accuracy >= "
-            f"{rep['threshold']}, patience {cfg['patience']}.\n"
+            f"{rep['threshold']}, patience {cfg['patience']}, best of {cfg.get('restarts', 1)} "
+            f"seed(s) per text.\n"
             "capacity = largest fitted grid length per text (median; per text). C_tokens and "
             f"H_LM (nats; {rep['h_lm_note']}) at each text's capacity, mean ± std over texts; "
             "0 where no length fitted. A capacity at the grid top is a lower bound.\n")

@@ -66,6 +66,25 @@ def test_frozen_warm_m_mode(tmp_path, capsys):
     assert "shared (warm)" in (tmp_path / "w" / "table.md").read_text()
 
 
+def test_restarts_keep_each_texts_best_seed(tmp_path, capsys):
+    """Seed 0 runs the same path with and without extra seeds (rows and groups are
+    independent), so with restarts=2 no text fits worse at any length, in either mode."""
+    common = TINY + ["min_length=4", "max_length=8", "n_texts=2", "max_steps=25", "patience=0"]
+    acc = {}
+    for k in (1, 2):
+        out = tmp_path / f"r{k}"
+        assert main(common + [f"restarts={k}", f"out={out}"]) == 0
+        rep = json.loads((out / "results.json").read_text())
+        acc[k] = {(t["source"], t["text"], t["mode"]): t["accuracy_by_length"]
+                  for t in rep["per_text"]}
+        assert f"best of {k} seed" in (out / "table.md").read_text()
+    capsys.readouterr()
+    assert acc[1].keys() == acc[2].keys()
+    for key, by_n in acc[1].items():
+        assert all(acc[2][key][n] >= a for n, a in by_n.items()), key
+    assert main(TINY + ["restarts=0", f"out={tmp_path / 'never'}"]) == 2
+
+
 @pytest.mark.parametrize("arg,msg", [("shared_m=joint", "shared_m"), ("bogus=1", "unknown key"),
                                      ("max_length=2", "min_length"),
                                      ("max_length=1448", "context")])
