@@ -24,7 +24,6 @@ import contextlib
 import json
 import math
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 
 from proto import config as C
+from proto.tracking import free_port
 
 from .config import EncoderConfig
 from .core import EncoderError
@@ -45,12 +45,6 @@ class NaNLoss(RuntimeError):
     pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def init_distributed(device: str) -> tuple[int, int]:
     """(rank, world); a process started without a launcher becomes rank 0 of 1."""
     import deepspeed
@@ -59,7 +53,7 @@ def init_distributed(device: str) -> tuple[int, int]:
         for k, v in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
                      ("MASTER_ADDR", "127.0.0.1")):
             os.environ.setdefault(k, v)
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
         deepspeed.init_distributed(dist_backend="nccl" if device.startswith("cuda") else "gloo",
                                    verbose=False)
     return dist.get_rank(), dist.get_world_size()

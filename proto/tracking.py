@@ -131,3 +131,50 @@ def _start(mlflow, config, params) -> Run:
     if flat:
         mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
     return handle
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for a server or a rendezvous)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(store: str, artifact_root: Path | None = None, timeout: float = 90.0):
+    """`mlflow server` on `store` at a free loopback port; yields its base URL once /health
+    answers, and stops the server (its whole process group) on exit."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", store, "--workers", "1"]
+    if artifact_root is not None:
+        cmd += ["--default-artifact-root", Path(artifact_root).resolve().as_uri()]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.time()
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with {proc.returncode} at start")
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                if time.time() - t0 > timeout:
+                    raise RuntimeError(f"mlflow server did not answer within {timeout:.0f} s")
+                time.sleep(0.5)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

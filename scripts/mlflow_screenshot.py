@@ -5,7 +5,7 @@
       minilm-decode lora-mean-regress --size 2400,2050     # docs/mlflow-compare.png
   python scripts/mlflow_screenshot.py --runs default enc-decode enc-regress --out /tmp/x.png
 
-Starts `mlflow ui` on the store (sqlite:///mlflow.db unless MLFLOW_TRACKING_URI or --store is
+Starts an MLflow server on the store (sqlite:///mlflow.db unless MLFLOW_TRACKING_URI or --store is
 given) on a free loopback port, finds the runs of experiment `encoder` through the REST API,
 opens the compare view in headless Chromium (Debian's `chromium` package; `apt-get install
 chromium`) and stops the server it started. Bad input (no Chromium, no such runs) ends with
@@ -17,24 +17,19 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from proto.tracking import mlflow_server  # noqa: E402
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--hide-scrollbars"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def api(base: str, path: str, body: dict | None = None) -> dict:
@@ -43,19 +38,6 @@ def api(base: str, path: str, body: dict | None = None) -> dict:
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
-
-
-def wait_up(base: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow ui exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(f"{base}/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(1)
-    raise RuntimeError(f"mlflow ui did not answer within {timeout:.0f} s")
 
 
 def pick_runs(base: str, names: list[str]) -> tuple[str, list[str]]:
@@ -94,24 +76,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="docs/mlflow-compare.png")
     ap.add_argument("--size", default="1600,1500", help="window width,height in pixels")
     a = ap.parse_args(argv)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", a.store,
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_up(base, proc)
-        exp, ids = pick_runs(base, a.runs)
-        q = urllib.parse.urlencode({"runs": json.dumps(ids), "experiments": json.dumps([exp])})
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shoot(f"{base}/#/compare-runs?{q}", out.resolve(), a.size)
+        with mlflow_server(a.store) as base:
+            exp, ids = pick_runs(base, a.runs)
+            q = urllib.parse.urlencode({"runs": json.dumps(ids),
+                                        "experiments": json.dumps([exp])})
+            out = Path(a.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shoot(f"{base}/#/compare-runs?{q}", out.resolve(), a.size)
     except (ValueError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     print(json.dumps({"out": str(out), "runs": len(ids), "url": f"{base}/#/compare-runs?{q}"}))
     return 0
 

@@ -1,26 +1,10 @@
 """A real MLflow tracking server: two tiny encoder runs logged over HTTP, read back by REST."""
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from .conftest import encoder_config
-
-MLFLOW = Path(sys.executable).with_name("mlflow")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _post(url, body):
     req = urllib.request.Request(url, json.dumps(body).encode(),
@@ -31,31 +15,9 @@ def _post(url, body):
 
 @pytest.fixture
 def server(tmp_path):
-    port = _port()
-    cmd = [str(MLFLOW) if MLFLOW.exists() else "mlflow", "server", "--host", "127.0.0.1",
-           "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'srv.db'}",
-           "--default-artifact-root", (tmp_path / "art").as_uri(), "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail("mlflow server exited at start")
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer /health within 60 s")
+    from proto.tracking import mlflow_server
+    with mlflow_server(f"sqlite:///{tmp_path / 'srv.db'}", tmp_path / "art") as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_encoder_runs_are_comparable_on_a_tracking_server(server, tmp_path, monkeypatch,
