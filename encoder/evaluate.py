@@ -17,7 +17,8 @@ Methods, each scored on the same held-out texts (whole contexts held out, as in 
 With refine=true it also fits held-out texts from the learned start and from the encoder's e
 (the corpus's recipe, m frozen) and reports median steps and solved counts of both.
 Per method: one-pass token accuracy, exact-match rate and C_tokens, overall, per length and
-per source. The last stdout line is JSON with eval/one_pass_acc, eval/exact_match,
+per source; for the encoder and kNN also accuracy per position and per token frequency in the
+training texts (where it fails). Writes out/{config.yaml,results.json,positions.png}. The last stdout line is JSON with eval/one_pass_acc, eval/exact_match,
 eval/c_tokens and eval/<method>_acc ... for every baseline.
 """
 from __future__ import annotations
@@ -177,6 +178,7 @@ class EvalConfig:
     refine_texts: int = 32
     refine_max_steps: int = 200
     device: str = ""
+    out: str = "outputs/encoder/evaluate"   # config.yaml, results.json, positions.png
     mlflow: bool = True
 
     def __post_init__(self):
@@ -186,6 +188,46 @@ class EvalConfig:
             raise ValueError("limit must be >= 0")
         if any(n < 1 for n in self.lengths):
             raise ValueError("lengths must be >= 1")
+
+
+def positions_block(enc, setup, examples: list[Example], knn: str) -> dict:
+    """Accuracy by position and by training-token frequency, for the encoder and kNN."""
+    from collections import Counter
+
+    from . import positions as P
+    counts = Counter(t for x in setup.split.train_corpus for t in x.token_ids)
+    toks = [x.token_ids for x in examples]
+    e = encode_examples(enc, examples, setup.lm.device)
+    with enc.decoding():
+        out = {"encoder": P.breakdown(P.token_hits(setup.decoder, e, enc.m if enc.m is not None
+                                                   else setup.m, toks), toks, counts)}
+        near = knn_targets(setup.split.train_corpus, examples, knn)
+        if near and setup.corpus_m is not None:
+            e_knn = torch.from_numpy(np.stack(near))
+            out["knn"] = P.breakdown(P.token_hits(setup.decoder, e_knn, setup.corpus_m, toks),
+                                     toks, counts)
+    return out
+
+
+def write_outputs(cfg: EvalConfig, report: dict, mr) -> None:
+    """config.yaml, results.json and positions.png in cfg.out, the plot also to MLflow."""
+    from eval.common import save_figure
+    from proto import config as C
+    from proto.io import atomic_write_bytes, atomic_write_json
+
+    from . import positions as P
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "config.yaml", C.dump_yaml(cfg).encode())
+    atomic_write_json(out / "results.json", report)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = P.plot(report["positions"])
+    save_figure(fig, out / "positions.png")
+    mr.figure(fig, "positions.png")
+    plt.close(fig)
+    mr.artifact(out / "results.json")
 
 
 def refine_block(cfg: EvalConfig, enc, setup, examples: list[Example]) -> dict:
@@ -244,12 +286,16 @@ def main(argv=None) -> int:
         mr.tags({"stage": "encoder-evaluate", "model": blob["llm"]["name"],
                  "corpus": corpus, "encoder": blob["path"]})
         res = evaluate(enc, setup, examples, cfg.knn)
+        where = positions_block(enc, setup, examples, cfg.knn)
         metrics = flat_metrics(res)
         refined = refine_block(cfg, enc, setup, examples) if cfg.refine else None
         if refined:
             metrics.update({f"refine/{k}_{f}": refined[k][f] for k in refined
                             for f in ("solved", "steps_median", "row_steps")})
         mr.metrics(metrics)
+        write_outputs(cfg, {"checkpoint": blob["path"], "corpus": corpus,
+                            "texts": len(examples), "methods": res, "positions": where,
+                            "refine": refined}, mr)
     print(table(res))
     summary = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),
                **({"refine": {k: {f: v[f] for f in ("solved", "texts", "steps_median",

@@ -42,16 +42,28 @@ def test_encode_then_decode_round_trip(trained, tmp_path, capsys):
         [r["accuracy"] for r in meta["rows"]])
 
 
-def test_evaluate_reports_encoder_and_baselines(trained, capsys):
+def test_evaluate_reports_encoder_and_baselines(trained, capsys, tmp_path):
     from encoder.evaluate import main
-    assert main(["--checkpoint", str(trained), "mlflow=false"]) == 0
+    out = tmp_path / "ev"
+    assert main(["--checkpoint", str(trained), "mlflow=false", f"out={out}"]) == 0
     s, _ = _last_json(capsys)
     for k in ("eval/one_pass_acc", "eval/exact_match", "eval/c_tokens", "eval/knn_acc",
               "eval/mean_acc", "eval/start_acc", "eval/random_acc"):
         assert k in s
     assert s["eval/optimised_acc"] == 1.0 and s["texts"] > 0
+    # where it fails: per-position accuracies average to the method's accuracy (equal
+    # lengths), and the frequency buckets hold every scored token once
+    rep = json.loads((out / "results.json").read_text())
+    for method in ("encoder", "knn"):
+        where = rep["positions"][method]
+        (n, acc), = where["by_position"].items()
+        assert len(acc) == int(n)
+        assert sum(acc) / len(acc) == pytest.approx(rep["methods"][method]["all"]["acc"])
+        assert sum(b["tokens"] for b in where["by_frequency"].values()) == s["texts"] * int(n)
+    assert (out / "positions.png").exists() and (out / "config.yaml").exists()
     # lengths: the corpus's length named explicitly scores the same texts; a bad one is refused
-    assert main(["--checkpoint", str(trained), "mlflow=false", "lengths=[6]"]) == 0
+    assert main(["--checkpoint", str(trained), "mlflow=false", "lengths=[6]",
+                 f"out={out}"]) == 0
     assert _last_json(capsys)[0]["texts"] == s["texts"]
     assert main(["--checkpoint", str(trained), "mlflow=false", "lengths=[0]"]) == 2
     assert "lengths must be >= 1" in capsys.readouterr().err
