@@ -69,8 +69,8 @@ class BuildConfig:
     restart_fraction: float = 0.1         # share of texts fitted `restarts` times (others once)
     chunk_size: int = 32                  # texts per work chunk (one shard each)
     batch_size: int = 32                  # rows per forward pass
-    tail_restarts: int = 0                # extra seeds of unsolved texts in a chunk's idle rows
-    #                                       (proto.fit's tail restarts; first solved counts)
+    tail_restarts: int = 0                # extra seeds of straggling texts in a chunk's idle
+    tail_after: float = 1.5               # rows (proto.fit's tail restarts; first solved counts)
     m_init: str = "joint"                 # how the shared m is made, then frozen:
     #   joint    fitted jointly with the e's of `warm_texts` texts (design.md's recipe)
     #   rowmean  the warm texts fitted each with its own m; m = the mean of those m's
@@ -112,7 +112,8 @@ class BuildConfig:
                          ("warm_steps", 1), ("path_grid", 2), ("bezier_samples", 1)):
             if getattr(self, name) < lo:
                 raise ValueError(f"{name} must be >= {lo}")
-        for name in ("warm_texts", "pairs_per_chunk", "bezier_steps", "threads", "tail_restarts"):
+        for name in ("warm_texts", "pairs_per_chunk", "bezier_steps", "threads", "tail_restarts",
+                     "tail_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.m_init not in ("joint", "rowmean", "random", "start"):
@@ -141,6 +142,7 @@ def content_config(cfg: BuildConfig, precision: str) -> dict:
     if not d.get("tail_restarts"):
         # without tail restarts a corpus is what it always was: same fingerprint
         d.pop("tail_restarts", None)
+        d.pop("tail_after", None)
     return d
 
 
@@ -482,7 +484,7 @@ def build(cfg: BuildConfig, lm=None) -> dict:
             lm = load_model(cfg.model, device=device, dtype=cfg.dtype)
         recipe = _recipe(cfg)
         fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
-                        tail_restarts=cfg.tail_restarts)
+                        tail_restarts=cfg.tail_restarts, tail_after=cfg.tail_after)
         if cfg.m_init == "start":
             fitter.e_center = corpus_start(lm, recipe)[0]
         arr = fitter.arr

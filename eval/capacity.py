@@ -107,6 +107,7 @@ class CapacityConfig:
     restarts: int = 1                     # seeds per text (not shared: racing rows; shared:
     #                                       one group, with its own m, per seed); best seed counts
     tail_restarts: int = 0                # not shared: extra seeds filling idle batch rows
+    tail_after: float = 1.5               # ... for texts at this x the median solved steps
     recipe: str = "default_v2"            # no learned start, as docs/research/paper-tables
     recipe_overrides: dict = dataclasses.field(default_factory=dict)
     max_steps: int = 120                  # 0 = the recipe's own cap
@@ -132,8 +133,10 @@ class CapacityConfig:
             raise ValueError(f"shared_m must be unit or warm, got {self.shared_m!r}")
         if not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
-        if min(self.patience, self.batch_size, self.threads, self.tail_restarts) < 0:
-            raise ValueError("patience, batch_size, threads and tail_restarts must be >= 0")
+        if min(self.patience, self.batch_size, self.threads, self.tail_restarts,
+               self.tail_after) < 0:
+            raise ValueError("patience, batch_size, threads, tail_restarts and tail_after must "
+                             "be >= 0")
         if self.restarts < 1:
             raise ValueError("restarts must be >= 1")
         if self.warm_texts < 1 or self.warm_length < 1 or self.warm_steps < 1:
@@ -172,7 +175,8 @@ def _fit_length(cfg, lm, recipe, mode, token_lists, keys, warm_m, progress):
         kw, bs, tail = {"m_mode": "unit", "group_size": len(keys)}, len(rows), 0
     elif mode == "shared":
         kw |= {"m_mode": "frozen", "m": warm_m}
-    res = Fitter(lm, recipe, batch_size=bs, seed=cfg.seed, tail_restarts=tail).fit(
+    res = Fitter(lm, recipe, batch_size=bs, seed=cfg.seed, tail_restarts=tail,
+                 tail_after=cfg.tail_after).fit(
         rows, **kw, progress=progress)
     per_text = [res[i::len(keys)] for i in range(len(keys))]
     return [max(rs, key=lambda r: (r.solved, r.accuracy)) for rs in per_text]

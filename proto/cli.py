@@ -36,6 +36,7 @@ class FitConfig:
     # extra seeds of still-unsolved texts in idle batch rows once no text waits; the first of
     # a text's rows to solve is its solution (eval.bench_tail measures the gain)
     tail_restarts: int = 0
+    tail_after: float = 1.5          # a straggler: a row at this x the median solved steps
     seed: int = 0
     max_steps: int = 0               # 0 = the recipe's cap
     mlflow: bool = True
@@ -45,8 +46,8 @@ class FitConfig:
             raise ValueError("restarts must be >= 1")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if self.max_steps < 0 or self.tail_restarts < 0:
-            raise ValueError("max_steps and tail_restarts must be >= 0")
+        if min(self.max_steps, self.tail_restarts, self.tail_after) < 0:
+            raise ValueError("max_steps, tail_restarts and tail_after must be >= 0")
 
 
 _RECIPE_FIELDS = None
@@ -141,7 +142,7 @@ def fit_main(argv=None) -> int:
             raise C.ConfigError(f"--out {out} is a directory")
         lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
         fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
-                        tail_restarts=cfg.tail_restarts)
+                        tail_restarts=cfg.tail_restarts, tail_after=cfg.tail_after)
         toks = [lm.tokenize(t) for t in texts]
         for t, ids in zip(texts, toks):
             if not ids:

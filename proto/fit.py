@@ -16,9 +16,11 @@ Only the active rows go through the model at each step, so finished rows cost no
 
 Tail restarts (`Fitter(tail_restarts=k)`): once no row waits, a batch shrinks to the slowest
 texts and most of its rows sit idle. The fitter then fills the free rows with up to k extra
-restarts of each still-unsolved text (same text, same start, fresh noise); the first of a
-text's rows to solve is its result and ends the others. A text whose rows all stop unsolved
-reports its most accurate row. The batch costs the same per step, so the tail ends sooner.
+restarts of each straggler (same text, same start, fresh noise); the first of a text's rows to
+solve is its result and ends the others. A text whose rows all stop unsolved reports its most
+accurate row. A straggler is a text whose row has run `tail_after` times the median steps of
+the texts solved so far in this fit (0: every unsolved text, at once): most texts solve on
+their first seed, and backing them all up would only make every step of the bulk dearer.
 """
 from __future__ import annotations
 
@@ -263,15 +265,17 @@ class Fitter:
     """Fits proto-tokens for rows of token ids with one frozen model and one recipe."""
 
     def __init__(self, lm: LoadedModel, recipe: Recipe, batch_size: int = 16, seed: int = 0,
-                 e_center: torch.Tensor | None = None, tail_restarts: int = 0):
+                 e_center: torch.Tensor | None = None, tail_restarts: int = 0,
+                 tail_after: float = 1.5):
         """e_center: start each e at this vector plus the recipe's init noise (e.g. the mean of
         e's fitted with the same frozen m), instead of at the origin.
         tail_restarts: extra restarts per text that may fill idle batch rows once no row waits
-        (module docstring); 0 = never. Not used with 'unit' groups."""
-        if tail_restarts < 0:
-            raise ValueError("tail_restarts must be >= 0")
+        (module docstring); 0 = never. Not used with 'unit' groups. tail_after: the straggler
+        rule's multiple of the median solved steps (0 = back up every unsolved text)."""
+        if tail_restarts < 0 or tail_after < 0:
+            raise ValueError("tail_restarts and tail_after must be >= 0")
         self.lm, self.recipe, self.batch_size, self.seed = lm, recipe, batch_size, seed
-        self.tail_restarts = tail_restarts
+        self.tail_restarts, self.tail_after = tail_restarts, tail_after
         self.e_center = None if e_center is None else e_center.detach().float().cpu()
         # The recipe's learned (e0, m0): used as a pair, so not when e or m is frozen (each was
         # learned together with the other trained); an explicit e_center wins over e0.
@@ -399,11 +403,25 @@ class Fitter:
                 solved_keys.add(rows[o].key)
             cancel.update(family)
 
+        def stragglers() -> list[int]:
+            """Input rows whose text may get a tail restart now (see the module docstring)."""
+            if self.tail_after:
+                done = sorted(r.steps for r in results.values() if r.solved)
+                if not done:
+                    return []
+                lead = tabs["e"] if modes["e"] == "row" else tabs["m"]
+                age = dict(zip(row_idx, lead.steps().tolist()))
+                bar = self.tail_after * done[len(done) // 2]
+                late = {origin.get(ri, ri) for ri, a in age.items() if a >= bar}
+            else:
+                late = set(alive)
+            return [o for o in late if alive.get(o) and o not in results
+                    and n_extra.get(o, 0) < tail]
+
         def add_tail_rows() -> bool:
-            """Queue extra restarts of unsolved texts for the batch's free rows."""
+            """Queue extra restarts of stragglers for the batch's free rows."""
             free = self.batch_size - len(row_idx)
-            fams = sorted((o for o, f in alive.items() if f and o not in results
-                           and n_extra.get(o, 0) < tail), key=lambda o: (len(alive[o]), o))
+            fams = sorted(stragglers(), key=lambda o: (len(alive[o]), o)) if free > 0 else []
             added = 0
             while free > added and fams:
                 for o in list(fams):
@@ -569,6 +587,8 @@ class Fitter:
                 else:
                     tokens = tokens[:, :0]
                 admit()
+            elif tail and len(row_idx) < self.batch_size:
+                admit()   # a text may have become a straggler
             if progress is not None:
                 progress({"step": step_no, "done": len(results), "total": total,
                           "solved": sum(r.solved for r in results.values()),

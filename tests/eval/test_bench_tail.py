@@ -11,12 +11,12 @@ def test_tail_arm_solves_at_least_what_today_solves_in_no_more_steps(tmp_path, c
     text the plain arm solves, each in no more steps."""
     out = tmp_path / "bt"
     rc = BT.main(TINY + ["n_texts=6", "batch_size=4", "n_tokens=6", "cap=40",
-                         "tail_restarts=2", f"out={out}"])
+                         "tail_restarts=2", "tail_after=[0]", f"out={out}"])
     assert rc == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert s["solved_2"] >= s["solved_0"]
+    assert s["solved_after0"] >= s["solved_today"]
     # (+1: a batch of other rows may round a step differently)
-    assert s["steps_median_2"] <= s["steps_median_0"] + 1
+    assert s["steps_median_after0"] <= s["steps_median_today"] + 1
     rep = json.loads((out / "results.json").read_text())
     today, tail = rep["arms"]
     assert abs(rep["speedup_texts_per_hour"]
@@ -29,6 +29,7 @@ def test_tail_arm_solves_at_least_what_today_solves_in_no_more_steps(tmp_path, c
 
 def test_bench_tail_bad_input_is_one_line_exit_2(capsys):
     assert BT.main(["tail_restarts=0", "mlflow=false"]) == 2
+    assert BT.main(["tail_after=[-1]", "mlflow=false"]) == 2
     assert BT.main(["n_textz=3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("error:")
