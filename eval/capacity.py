@@ -42,15 +42,19 @@ Default config cost, measured: SmolLM2-135M on the 2-core CPU, 2 texts per sourc
 8..32, cap 300 steps, patience 1: ~13 minutes (6 min at the former cap of 120). The N >= 22
 fits dominate, above all the shared ones, whose group runs to the cap as soon as one text
 cannot be fitted.
+A long climb is a background job: after every (length, mode) fit its state goes to
+out/partial.json, and the same command run again resumes from it (same config and texts).
 Writes outputs/eval/capacity/{config.yaml,results.json,table.md,capacity.png}; logs to MLflow
 (experiment `eval`); last stdout line is JSON (capacity, C_tokens, H_LM per source and mode).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from eval import common as E
 from proto import config as C
@@ -182,6 +186,61 @@ def _fit_length(cfg, lm, recipe, mode, token_lists, keys, warm_m, progress):
     return [max(rs, key=lambda r: (r.solved, r.accuracy)) for rs in per_text]
 
 
+# fields that do not change what a fit gives: a run stopped under other values still resumes
+RESUME_IGNORES = ("threads", "progress_seconds", "mlflow", "device", "out")
+
+
+class _Climb:
+    """The climb's state (fits per mode, text and length; failures; who climbs on; calls),
+    saved to out/partial.json after every (length, mode) fit, so a stopped run resumes where
+    it was instead of refitting; a file from another config or other texts is replaced."""
+
+    def __init__(self, cfg: CapacityConfig, texts: dict, log):
+        self.path = Path(cfg.out) / "partial.json"
+        names = [f"{k[0]}:{k[1]}" for k in texts]
+        self.key = dict(zip(names, texts))
+        self.ident = json.loads(json.dumps({
+            "config": {k: v for k, v in C.to_dict(cfg).items() if k not in RESUME_IGNORES},
+            "texts": dict(zip(names, texts.values()))}))
+        self.state = {"done": [], "calls": [],
+                      "fit": {m: {k: {} for k in names} for m in cfg.modes},
+                      "fails": {m: dict.fromkeys(names, 0) for m in cfg.modes},
+                      "climbing": {m: list(names) for m in cfg.modes}}
+        if self.path.exists():
+            old = json.loads(self.path.read_text())
+            if old.get("ident") == self.ident:
+                self.state = old["state"]
+                log(f"resuming from {self.path}: {len(self.state['done'])} fits done")
+            else:
+                log(f"{self.path} is from another config or other texts: starting over")
+
+    def done(self, n: int, mode: str) -> bool:
+        return f"{n}/{mode}" in self.state["done"]
+
+    def record(self, n: int, mode: str, names: list[str], best, threshold, patience, secs):
+        st = self.state
+        for k, r in zip(names, best):
+            st["fit"][mode][k][str(n)] = {"accuracy": r.accuracy, "c_tokens": r.c_tokens,
+                                          "steps": r.steps, "restart": r.restart}
+            st["fails"][mode][k] = (0 if r.accuracy >= threshold - 1e-9
+                                    else st["fails"][mode][k] + 1)
+        if patience:
+            st["climbing"][mode] = [k for k in names if st["fails"][mode][k] < patience]
+        ok = sum(r.accuracy >= threshold - 1e-9 for r in best)
+        st["calls"].append({"n": n, "mode": mode, "texts": len(names), "fitted": ok,
+                            "seconds": secs})
+        st["done"].append(f"{n}/{mode}")
+        from proto.io import atomic_write_json
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.path, {"ident": self.ident, "state": st})
+        return ok
+
+    def fits(self) -> dict:
+        """mode -> text key -> length -> result, with the study's tuple keys and int lengths."""
+        return {m: {self.key[k]: {int(n): v for n, v in by_n.items()} for k, by_n in t.items()}
+                for m, t in self.state["fit"].items()}
+
+
 def study(cfg: CapacityConfig, log=E.stderr_log) -> dict:
     from proto.decode import h_lm
     from proto.models import load_model
@@ -196,34 +255,25 @@ def study(cfg: CapacityConfig, log=E.stderr_log) -> dict:
     warm_m, warm_info = (None, None)
     if "shared" in cfg.modes and cfg.shared_m == "warm":
         warm_m, warm_info = _warm_m(cfg, lm, recipe, texts, log)
-    fit = {mode: {k: {} for k in texts} for mode in cfg.modes}   # mode -> text -> n -> result
-    climbing = {mode: list(texts) for mode in cfg.modes}
-    fails = {mode: dict.fromkeys(texts, 0) for mode in cfg.modes}
-    calls = []
+    climb = _Climb(cfg, texts, log)
     for n in grid:
         for mode in cfg.modes:
-            keys = climbing[mode]
-            if not keys:
+            names = climb.state["climbing"][mode]
+            if not names or climb.done(n, mode):
                 continue
             if mode == "shared" and cfg.shared_m == "unit":
                 # m stays shared by ALL texts while any still climbs: a group shrunk to the
                 # survivors would stop sharing and inflate the shared capacity.
-                keys = list(texts)
+                names = list(climb.key)
             t0 = time.time()
-            best = _fit_length(cfg, lm, recipe, mode, [texts[k][:n] for k in keys],
-                               [f"{k[0]}:{k[1]}" for k in keys], warm_m,
+            best = _fit_length(cfg, lm, recipe, mode, [texts[climb.key[k]][:n] for k in names],
+                               names, warm_m,
                                E.progress_printer(log, f"{mode} N={n}", cfg.progress_seconds))
-            for k, r in zip(keys, best):
-                fit[mode][k][n] = {"accuracy": r.accuracy, "c_tokens": r.c_tokens,
-                                   "steps": r.steps, "restart": r.restart}
-                fails[mode][k] = 0 if r.accuracy >= cfg.threshold - 1e-9 else fails[mode][k] + 1
-            if cfg.patience:
-                climbing[mode] = [k for k in keys if fails[mode][k] < cfg.patience]
-            ok = sum(r.accuracy >= cfg.threshold - 1e-9 for r in best)
-            calls.append({"n": n, "mode": mode, "texts": len(keys), "fitted": ok,
-                          "seconds": time.time() - t0})
-            log(f"N={n:<5d} {mode:>10s}: {ok}/{len(keys)} fitted (acc >= {cfg.threshold}), "
-                f"{len(climbing[mode])} climb on ({time.time() - t0:.0f} s)")
+            ok = climb.record(n, mode, names, best, cfg.threshold, cfg.patience,
+                              time.time() - t0)
+            log(f"N={n:<5d} {mode:>10s}: {ok}/{len(names)} fitted (acc >= {cfg.threshold}), "
+                f"{len(climb.state['climbing'][mode])} climb on ({time.time() - t0:.0f} s)")
+    fit, calls = climb.fits(), climb.state["calls"]
     # Per text: capacity, and C_tokens and H_LM of the prefix at it.
     per_text, how = [], ""
     for mode in cfg.modes:

@@ -85,6 +85,26 @@ def test_restarts_keep_each_texts_best_seed(tmp_path, capsys):
     assert main(TINY + ["restarts=0", f"out={tmp_path / 'never'}"]) == 2
 
 
+def test_a_stopped_climb_resumes_from_partial_json(tmp_path, capsys):
+    """partial.json after each fit; the same command again refits nothing and reports the
+    same table; another config starts over."""
+    out = tmp_path / "cap"
+    args = TINY + ["min_length=4", "max_length=5", "n_texts=1", "max_steps=20", f"out={out}"]
+    assert main(args) == 0
+    first = json.loads((out / "results.json").read_text())
+    state = json.loads((out / "partial.json").read_text())["state"]
+    assert len(state["done"]) == len(first["calls"]) > 0
+    capsys.readouterr()
+    assert main(args + ["threads=2"]) == 0          # threads do not change what a fit gives
+    err = capsys.readouterr().err
+    assert f"resuming from {out / 'partial.json'}: {len(state['done'])} fits done" in err
+    assert "fitted (acc" not in err                   # nothing refitted
+    again = json.loads((out / "results.json").read_text())
+    assert again["per_text"] == first["per_text"] and again["calls"] == first["calls"]
+    assert main(args + ["max_steps=21"]) == 0
+    assert "starting over" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("arg,msg", [("shared_m=joint", "shared_m"), ("bogus=1", "unknown key"),
                                      ("max_length=2", "min_length"),
                                      ("max_length=1448", "context")])
