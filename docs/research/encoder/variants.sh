@@ -13,7 +13,7 @@ run() {  # name, overrides...
   .venv/bin/python -m encoder.train --config configs/encoder/default.yaml out=$OUT/$name \
       "data.lengths=[8]" data.eval_texts=48 train.steps=$STEPS train.eval_every=$STEPS \
       train.save_every=$STEPS train.warmup_steps=8 "$@" | tail -1 \
-    | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['variant']='$name'; print(json.dumps(d))" \
+    | .venv/bin/python scripts/tag_json.py variant=$name \
     >> $OUT/variants.jsonl
 }
 run lora-mean-decode

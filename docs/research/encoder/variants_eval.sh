@@ -11,8 +11,8 @@ OUT=outputs/encoder/variants
 for ck in $OUT/*/ outputs/encoder/default/; do
   name=$(basename $ck)
   .venv/bin/python -m encoder.evaluate --checkpoint $ck "lengths=[8,16]" mlflow=false \
-      2>/dev/null > $OUT/eval-$name.txt
+      out=$OUT/eval-$name 2>/dev/null > $OUT/eval-$name.txt
   { echo "## $name"; head -n -1 $OUT/eval-$name.txt; } >> $OUT/variants-eval.md
-  tail -1 $OUT/eval-$name.txt | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); \
-d['variant']='$name'; print(json.dumps(d))" >> $OUT/variants-eval.jsonl
+  tail -1 $OUT/eval-$name.txt | .venv/bin/python scripts/tag_json.py variant=$name \
+      >> $OUT/variants-eval.jsonl
 done
