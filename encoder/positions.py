@@ -53,6 +53,7 @@ def plot(res: dict):
             if acc:
                 ax.plot(range(1, n + 1), acc, "o-", ms=3, label=method)
         ax.set_title(f"N={n}: accuracy per position", fontsize=9)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("position")
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=7)
