@@ -132,3 +132,111 @@ def test_tail_restarts_back_up_only_stragglers(tiny):
     extra = [s for s in seen if s["active"] > len(texts) - s["done"]]
     assert extra, "the long texts never got a backup row"
     assert extra[0]["step"] >= 1.5 * min(res[0].steps, res[1].steps)
+
+
+def test_shared_m_groups_and_frozen_m(tiny):
+    rec = get_recipe("default", lr=0.05, max_steps=60)
+    rows = rows_for(tiny, TEXTS)
+    res = Fitter(tiny, rec, batch_size=4).fit(rows, m_mode="unit", group_size=2)
+    assert torch.equal(res[0].m, res[1].m) and torch.equal(res[2].m, res[3].m)
+    assert not torch.equal(res[0].m, res[2].m)
+    m, warm = fit_shared_m(tiny, [r.token_ids for r in rows], rec, steps=30)
+    assert all(torch.equal(r.m, m) for r in warm)
+    res2 = Fitter(tiny, rec).fit(rows, m_mode="frozen", m=m)
+    assert all(torch.equal(r.m, m) for r in res2)
+
+
+def test_shared_e_groups(tiny):
+    rec = get_recipe("default", lr=0.05, max_steps=10)
+    res = Fitter(tiny, rec, batch_size=4).fit(rows_for(tiny, TEXTS), e_mode="unit",
+                                              m_mode="row", group_size=2)
+    assert torch.equal(res[0].e, res[1].e) and not torch.equal(res[0].m, res[1].m)
+
+
+def test_nan_rows_are_reported_not_fatal(tiny):
+    rec = get_recipe("default", max_steps=5)
+    bad_m = torch.full((tiny.d_model,), float("nan"))
+    res = Fitter(tiny, rec).fit(rows_for(tiny, TEXTS[:2]), m_mode="frozen", m=bad_m)
+    assert [r.status for r in res] == ["nan", "nan"]
+    assert not any(r.solved for r in res)
+
+
+def test_bad_inputs(tiny):
+    f = Fitter(tiny, get_recipe("default"))
+    with pytest.raises(ValueError, match="empty"):
+        f.fit([FitRow([], "x")])
+    with pytest.raises(ValueError, match="context"):
+        f.fit([FitRow([5] * 600, "x")])
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("fastest")
+    with pytest.raises(ValueError, match="lr"):
+        get_recipe("default", lr=-1.0)
+
+
+def test_paper_recipe_is_the_papers():
+    p = get_recipe("paper")
+    assert (p.lr, p.beta1, p.beta2, p.weight_decay, p.init_std, p.max_steps, p.prefix,
+            p.arrangement) == (1e-2, 0.9, 0.9, 1e-2, 1.0, 5000, "", "e_m")
+
+
+def test_cosine_schedule_has_its_own_horizon():
+    from proto.fit import _lr_factor
+    r = Recipe(schedule="cosine", schedule_steps=100, max_steps=2000)
+    f = _lr_factor(r, torch.tensor([0.0, 50.0, 100.0, 1500.0]))
+    assert torch.allclose(f, torch.tensor([1.0, 0.55, 0.1, 0.1]), atol=1e-6)
+    assert torch.equal(_lr_factor(Recipe(), torch.tensor([7.0])), torch.tensor([1.0]))
+
+
+def test_tokens_init_starts_e_at_the_texts_mean_embedding(tiny):
+    """e_init='tokens': the starting e leans towards the text's own mean input embedding,
+    keeps the noise's scale, and restarts still start apart."""
+    rec = get_recipe("default", e_init="tokens", lr=1e-9, max_steps=1)  # ~ the initial vectors
+    text = "the cat sat on the mat"
+    res = Fitter(tiny, rec).fit(rows_for(tiny, [text], restarts=2))
+    plain = Fitter(tiny, get_recipe("default", e_init="normal", lr=1e-9, max_steps=1)).fit(
+        rows_for(tiny, [text]))
+    mean = tiny.embed(torch.tensor(tiny.tokenize(text))).float().mean(0)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(res[0].e, mean, dim=0) > 0.5 > abs(float(cos(plain[0].e, mean, dim=0)))
+    assert not torch.allclose(res[0].e, res[1].e)
+    with pytest.raises(ValueError, match="e_init"):
+        get_recipe("default", e_init="zeros")
+
+
+def test_row_center_shifts_each_rows_start_by_its_own_delta(tiny):
+    """Fitter.row_center (a text-dependent start): each row starts at its usual init plus the
+    delta the hook returns for it; rows it returns nothing for start as before."""
+    rec = get_recipe("default", lr=1e-9, max_steps=1)  # the returned vectors ~ the initial ones
+    rows = rows_for(tiny, ["the cat sat", "a bird"])
+    plain = Fitter(tiny, rec).fit(rows)
+    fitter = Fitter(tiny, rec)
+    shift = torch.arange(tiny.d_model, dtype=torch.float32)
+    fitter.row_center = lambda row: {"e": shift} if row.key == "the cat sat" else {}
+    moved = fitter.fit(rows)
+    assert torch.allclose(moved[0].e - plain[0].e, shift, atol=1e-4)
+    assert torch.allclose(moved[0].m, plain[0].m, atol=1e-6)
+    assert torch.allclose(moved[1].e, plain[1].e, atol=1e-6)
+
+
+def test_stalled_rows_restart_from_a_fresh_init_and_count_all_steps(tiny):
+    texts = ["the cat sat on the mat", "birds of a feather"]
+    rec = get_recipe("default", lr=1e-4, max_steps=10)          # too slow to solve anything
+    plain = Fitter(tiny, rec).fit(rows_for(tiny, texts))
+    again = Fitter(tiny, dataclasses.replace(rec, restart_after=4)).fit(rows_for(tiny, texts))
+    assert [r.attempts for r in plain] == [1, 1]
+    assert [r.attempts for r in again] == [3, 3]                 # restarts after steps 4 and 8
+    assert [r.steps for r in again] == [10, 10]                   # the cap counts every attempt
+    assert not torch.allclose(plain[0].e, again[0].e, atol=1e-2)  # e left its first init
+    # a frozen m stays the given one; restarts re-draw only e
+    m = torch.randn(tiny.d_model)
+    fr = Fitter(tiny, dataclasses.replace(rec, restart_after=4)).fit(
+        rows_for(tiny, texts), m_mode="frozen", m=m)
+    assert all(torch.equal(r.m, m) for r in fr) and [r.attempts for r in fr] == [3, 3]
+    # no restart when the cap is reached: the result is what the last attempt reached
+    end = Fitter(tiny, dataclasses.replace(rec, restart_after=10)).fit(rows_for(tiny, texts))
+    assert [r.attempts for r in end] == [1, 1]
+    assert all(torch.equal(a.e, b.e) and a.accuracy == b.accuracy for a, b in zip(end, plain))
+    end = Fitter(tiny, dataclasses.replace(rec, restart_after=5)).fit(rows_for(tiny, texts))
+    assert [r.attempts for r in end] == [2, 2] and [r.steps for r in end] == [10, 10]
+    with pytest.raises(ValueError, match="restart_after"):
+        get_recipe("default", restart_after=-1)
