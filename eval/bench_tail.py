@@ -8,18 +8,18 @@
       recipe_overrides.lr=0.05 out=outputs/eval/bench_tail-tiny   # tiny CPU run, seconds
 
 A small fitting job is decided by its slowest texts: once no row waits, the batch shrinks to a
-few unsolved texts. Both arms fit the same texts with the same recipe, seeds and batch size;
-the others (`Fitter(tail_restarts=k, tail_after=a)`, one arm per value of `tail_after`) fill
+few unsolved texts. Every arm fits the same texts with the same recipe, seeds and batch size;
+the first is today's fitter, the others (`Fitter(tail_restarts=k, tail_after=a)`, one arm per value of `tail_after`) fill
 idle rows with up to k extra restarts of each straggler (a text whose row has run a x the
 median solved steps; a = 0: every unsolved text at once), the first of its rows to solve being
 its result. Rows are independent, so every text's own row follows the same path in every arm:
 a tail arm can only solve a text sooner in steps, and pays for it in the cost of fuller
 batches. Reported per arm: texts solved, wall seconds, texts solved per hour, median steps
 (a text won by a tail row counts that row's steps), row-steps run; the ratio tail / today of
-texts per hour for each tail arm. `init_from` (an encoder checkpoint or 'default') starts every row at the encoder's e
-plus refinement noise, with m frozen at the encoder's m, as `proto.fit --init-from` does.
-Writes out/{config.yaml,results.json,progress.png}; logs to MLflow (experiment `eval`); the
-last stdout line is JSON.
+texts per hour for each tail arm. `init_from` (an encoder checkpoint or 'default') starts
+every row at the encoder's e plus refinement noise, with m frozen at the encoder's m, as
+`proto.fit --init-from` does. Writes out/{config.yaml,results.json,table.md,bench_tail.png};
+logs to MLflow (experiment `eval`); the last stdout line is JSON.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ import dataclasses
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from eval import common as E
 from proto import config as C
@@ -157,34 +156,21 @@ def report(rep: dict) -> str:
                        "max steps", "row-steps", "won by a tail row"], rows)
 
 
-def main(argv=None) -> int:
-    def body(cfg, mr):
-        from proto.io import atomic_write_bytes, atomic_write_json
-        out = Path(cfg.out)
-        with E.torch_threads(cfg.threads):
-            rep = bench(cfg)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / "config.yaml", C.dump_yaml(cfg).encode())
-        atomic_write_json(out / "results.json", rep)
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig = plot(rep)
-        E.save_figure(fig, out / "progress.png")
-        mr.figure(fig, "progress.png")
-        plt.close(fig)
-        tags = ["today"] + [f"after{a['tail_after']:g}" for a in rep["arms"][1:]]
-        flat = {f"{k}_{tag}": round(a[k], 3) for tag, a in zip(tags, rep["arms"])
-                for k in ("solved", "seconds", "texts_per_hour", "steps_median",
-                          "speedup_texts_per_hour") if k in a}
-        mr.metrics({f"tail/{k}": v for k, v in flat.items()})
-        mr.artifact(out / "results.json")
-        summary = {"out": str(out),
-                   "speedup_texts_per_hour": round(rep["speedup_texts_per_hour"], 3), **flat}
-        return report(rep), summary
+def _flat(rep: dict) -> dict:
+    """Per-arm numbers keyed today / after<tail_after> (the JSON line and MLflow metrics)."""
+    tags = ["today"] + [f"after{a['tail_after']:g}" for a in rep["arms"][1:]]
+    return {f"{k}_{tag}": round(a[k], 3) for tag, a in zip(tags, rep["arms"])
+            for k in ("solved", "seconds", "texts_per_hour", "steps_median",
+                      "speedup_texts_per_hour") if k in a}
 
-    return E.run_command(TailConfig, __doc__, argv, "bench_tail", body, errors=E.table_errors,
-                         preflight=E.check_out_dir)
+
+def summary(rep: dict) -> dict:
+    return {"speedup_texts_per_hour": round(rep["speedup_texts_per_hour"], 3), **_flat(rep)}
+
+
+def main(argv=None) -> int:
+    return E.table_main(TailConfig, __doc__, argv, "bench_tail", bench, report, plot, summary,
+                        lambda rep: {f"tail/{k}": v for k, v in _flat(rep).items()})
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def test_tail_arm_solves_at_least_what_today_solves_in_no_more_steps(tmp_path, c
     # the tail arm runs more rows per pass once no row waits
     assert tail["row_steps"] / tail["forward_passes"] >= today["row_steps"] / today[
         "forward_passes"]
-    assert (out / "progress.png").exists() and (out / "config.yaml").exists()
+    assert (out / "bench_tail.png").exists() and (out / "config.yaml").exists()
 
 
 def test_bench_tail_bad_input_is_one_line_exit_2(capsys):
