@@ -114,3 +114,26 @@ def test_refinement_starts_at_the_encoders_e(trained, tmp_path, capsys, enc_corp
     s = B.build(cfg, lm=lm)
     assert s["status"] == "complete" and s["texts"] == man["config"]["sources"][0]["count"] + \
         man["config"]["sources"][1]["count"]
+
+
+def test_bench_corpus_builds_the_same_texts_from_the_encoders_e(trained, tmp_path, capsys,
+                                                                enc_corpus):
+    """eval.bench_corpus: an arm with init_from starts every e at the encoder's prediction and
+    builds the same texts as the arm from the corpus's own start."""
+    import yaml
+
+    from eval import bench_corpus as BC
+    man = json.loads((enc_corpus / "manifest.json").read_text())
+    base = tmp_path / "build.yaml"
+    base.write_text(yaml.safe_dump(man["config"]))   # the corpus fixture's config: the same m
+    out = tmp_path / "bc"
+    rc = BC.main([f"build_config={base}", f"out={out}", "threads=1", "mlflow=false",
+                  f"arms=[{{name: start}}, {{name: encoder, init_from: '{trained}'}}]"])
+    assert rc == 0
+    s, err = _last_json(capsys)
+    assert "starts: encoder" in err            # the encoder arm really started from the encoder
+    rep = json.loads((out / "results.json").read_text())
+    start, enc = rep["arms"]
+    assert start["texts"] == enc["texts"] == man["counts"]["texts"]
+    assert enc["changes"] == {"init_from": str(trained)}
+    assert s["encoder/speedup_texts_per_hour"] == round(enc["speedup_texts_per_hour"], 3)
