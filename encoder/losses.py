@@ -5,6 +5,9 @@ decode   cross-entropy of one-pass decoding `[prefix, e, m, ..., m]`: the frozen
          decoder into e and on into the encoder; the decoder gets no weight gradients.
 regress  distance of the predicted e to the corpus's fitted e (MSE per coordinate, or cosine
          distance), the minimum over the text's solved restarts.
+nearest  distance of the predicted e to where a few Adam steps of the decode loss take it (m
+         frozen, the encoder untouched): a target on the way to the solution nearest the
+         prediction rather than a fixed corpus e far from it, and one any text has (no corpus).
 """
 from __future__ import annotations
 
@@ -83,3 +86,23 @@ def regress_loss(e: torch.Tensor, targets: list[torch.Tensor | None], metric: st
             dist = 1 - F.cosine_similarity(e[i: i + 1], t, dim=1)
         terms.append(dist.min())
     return torch.stack(terms).mean() if terms else None
+
+
+def nearest_targets(decoder: Decoder, e: torch.Tensor, m: torch.Tensor | None,
+                    token_lists: list[list[int]], steps: int, lr: float
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(targets, accuracy of e, accuracy of the targets): each row of e after `steps` Adam
+    steps of its own decode loss; nothing flows back into e or m."""
+    z = e.detach().clone().requires_grad_(True)
+    m = None if m is None else m.detach()
+    opt = torch.optim.Adam([z], lr=lr)
+    start_acc = None
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            # rows are independent and Adam is per coordinate: the batch mean is each row's fit
+            loss, acc = decoder.loss(z, m, token_lists)
+            start_acc = acc if start_acc is None else start_acc
+            loss.backward()
+            opt.step()
+    return z.detach(), start_acc, decoder.accuracy(z.detach(), m, token_lists).to(e.device)

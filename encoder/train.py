@@ -128,7 +128,7 @@ def batch_inputs(examples, device) -> dict:
 
 def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tensor, dict]:
     """The loss of one micro-batch and its parts (decode CE, accuracy, regress distance)."""
-    from .losses import regress_loss
+    from .losses import nearest_targets, regress_loss
     enc = engine.module
     e = engine(batch_inputs(examples, setup.lm.device)).float()
     m = enc.m if enc.m is not None else setup.m
@@ -139,6 +139,13 @@ def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tenso
         w = cfg.loss.decode_weight if cfg.loss.kind == "mix" else 1.0
         loss = loss + w * dec
         parts.update({"decode": dec.item(), "acc": acc.mean().item()})
+    if cfg.loss.kind == "nearest":
+        with enc.decoding():
+            z, acc, z_acc = nearest_targets(setup.decoder, e, m, [x.token_ids for x in examples],
+                                            cfg.loss.nearest_steps, cfg.loss.nearest_lr)
+        loss = regress_loss(e, [z[i: i + 1] for i in range(len(z))], cfg.loss.regress_metric)
+        parts.update({"nearest": loss.item(), "acc": acc.mean().item(),
+                      "nearest_acc": z_acc.mean().item()})
     if cfg.loss.kind in ("regress", "mix"):
         tg = [None if x.targets is None else torch.from_numpy(x.targets) for x in examples]
         reg = regress_loss(e, tg, cfg.loss.regress_metric)

@@ -81,3 +81,18 @@ def test_regress_loss_takes_the_nearest_restart():
     assert regress_loss(e, [torch.tensor([[-2.0, 0.0]]), None], "cosine").item() == \
         pytest.approx(2.0)
     assert regress_loss(e, [None, None], "mse") is None
+
+
+def test_nearest_targets_lower_the_decode_loss_and_leave_e_and_the_decoder_alone():
+    from encoder.losses import nearest_targets
+    lm, enc, dec, toks, batch = _setup("scratch")
+    e = enc(batch)
+    before = [p.detach().clone() for p in lm.model.parameters()]
+    z, acc, z_acc = nearest_targets(dec, e, enc.m, toks, steps=5, lr=0.05)
+    assert e.grad_fn is not None and not z.requires_grad   # nothing flows back through z
+    with torch.no_grad():
+        assert dec.loss(z, enc.m, toks)[0] < dec.loss(e, enc.m, toks)[0]
+    assert torch.equal(acc, dec.accuracy(e.detach(), enc.m, toks))
+    assert z_acc.shape == acc.shape and bool(((z_acc >= 0) & (z_acc <= 1)).all())
+    assert all(torch.equal(a, b) for a, b in zip(before, lm.model.parameters()))
+    assert all(p.grad is None for p in enc.parameters())

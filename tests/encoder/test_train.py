@@ -116,3 +116,18 @@ def test_bad_inputs_are_one_error_line(capsys, tmp_path, enc_corpus):
     rc, line = _main(capsys, *base, f"data.corpus={enc_corpus}", "train.global_batch=3")
     assert rc == 2 and "not a multiple" in line
     assert not (tmp_path / "x").exists()
+
+
+def test_nearest_loss_trains_on_raw_text_which_has_no_corpus_targets(tmp_path, enc_corpus):
+    from encoder.train import Trainer
+    from proto.models import load_model
+
+    from .conftest import encoder_config
+    cfg = encoder_config(tmp_path / "near", enc_corpus, "loss.kind=nearest",
+                         "loss.nearest_steps=2", "loss.nearest_lr=0.05", "data.raw_fraction=1.0")
+    s = Trainer(cfg, lm=load_model("tiny-random", device="cpu"), log=lambda s: None).run()
+    assert s["finished"] and s["steps"] == 6
+    hist = json.loads((tmp_path / "near" / "history.json").read_text())["train"]
+    assert all(r["nearest"] > 0 and 0 <= r["nearest_acc"] <= 1 for r in hist)
+    with pytest.raises(ValueError, match="m: learned would never train"):
+        encoder_config(tmp_path / "x", enc_corpus, "loss.kind=nearest", "m=learned")
