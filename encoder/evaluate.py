@@ -209,27 +209,6 @@ def positions_block(enc, setup, examples: list[Example], knn: str) -> dict:
     return out
 
 
-def write_outputs(cfg: EvalConfig, report: dict, mr) -> None:
-    """config.yaml, results.json and positions.png in cfg.out, the plot also to MLflow."""
-    from eval.common import save_figure
-    from proto import config as C
-    from proto.io import atomic_write_bytes, atomic_write_json
-
-    from . import positions as P
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "config.yaml", C.dump_yaml(cfg).encode())
-    atomic_write_json(out / "results.json", report)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig = P.plot(report["positions"])
-    save_figure(fig, out / "positions.png")
-    mr.figure(fig, "positions.png")
-    plt.close(fig)
-    mr.artifact(out / "results.json")
-
-
 def refine_block(cfg: EvalConfig, enc, setup, examples: list[Example]) -> dict:
     """Fit held-out texts from the learned start and from the encoder's e, side by side."""
     from proto.fit import Recipe
@@ -254,7 +233,10 @@ def main(argv=None) -> int:
     from proto import config as C
     from proto.tracking import run as mlflow_run
 
+    from eval.common import write_outputs
+
     from . import checkpoint as ckpt
+    from . import positions as P
     from .config import EncoderConfig
     from .core import EncoderError, check_corpus, prepare
     cfg = C.parse_cli(EvalConfig, __doc__, argv, prog="python -m encoder.evaluate",
@@ -293,9 +275,10 @@ def main(argv=None) -> int:
             metrics.update({f"refine/{k}_{f}": refined[k][f] for k in refined
                             for f in ("solved", "steps_median", "row_steps")})
         mr.metrics(metrics)
-        write_outputs(cfg, {"checkpoint": blob["path"], "corpus": corpus,
-                            "texts": len(examples), "methods": res, "positions": where,
-                            "refine": refined}, mr)
+        report = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),
+                  "methods": res, "positions": where, "refine": refined}
+        write_outputs(Path(cfg.out), cfg, report, mr,
+                      plots={"positions.png": lambda rep: P.plot(rep["positions"])})
     print(table(res))
     summary = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),
                **({"refine": {k: {f: v[f] for f in ("solved", "texts", "steps_median",

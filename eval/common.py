@@ -136,6 +136,28 @@ def save_figure(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def write_outputs(out: Path, cfg, rep: dict, mr, plots: dict[str, Callable[[dict], Any]],
+                  table: str | None = None) -> None:
+    """A command's outputs, each written atomically into `out`: config.yaml, results.json,
+    table.md (when given) and one PNG per plots[name](rep); results, table and plots also go
+    to the MLflow run `mr`."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "config.yaml", C.dump_yaml(cfg).encode())
+    atomic_write_json(out / "results.json", rep)
+    mr.artifact(out / "results.json")
+    if table is not None:
+        atomic_write_bytes(out / "table.md", (table + "\n").encode())
+        mr.artifact(out / "table.md")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    for fname, plot in plots.items():
+        fig = plot(rep)
+        save_figure(fig, out / fname)
+        mr.figure(fig, fname)
+        plt.close(fig)
+
+
 def run_command(cls: type[T], doc: str, argv, name: str,
                 body: Callable[[T, Any], tuple[str, dict]], *,
                 errors: tuple[type[Exception], ...] | Callable[[], tuple],
@@ -198,20 +220,8 @@ def table_main(cls, doc: str, argv, name: str, study, table, plot, summary, metr
             rep = study(cfg, log=stderr_log)
             rep["seconds"] = time.time() - t0
             md = table(rep)
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(out / "config.yaml", C.dump_yaml(cfg).encode())
-            atomic_write_json(out / "results.json", rep)
-            atomic_write_bytes(out / "table.md", (md + "\n").encode())
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-            fig = plot(rep)
-            save_figure(fig, out / f"{name}.png")
-            mr.figure(fig, f"{name}.png")
-            plt.close(fig)
+            write_outputs(out, cfg, rep, mr, plots={f"{name}.png": plot}, table=md)
             mr.metrics(metrics(rep))
-            mr.artifact(out / "results.json")
-            mr.artifact(out / "table.md")
         s = {"out": str(out), "model": rep["model"]["name"], "seconds": round(rep["seconds"], 1)}
         s.update(summary(rep))
         return md, s
