@@ -240,6 +240,81 @@ class _Unit:
     restart: int
 
 
+class _Outcomes:
+    """Each input row's result, and the batch rows that work for it.
+
+    With tail restarts an input row runs as several batch rows: its own, then extra seeds of
+    its text appended after the input's rows. The first of them to solve is its result and the
+    others are cancelled; if all stop unsolved, the most accurate one is.
+    """
+
+    def __init__(self, rows: list[FitRow], tail: int):
+        self.rows, self.tail = rows, tail
+        self.origin: dict[int, int] = {}          # tail row -> the input row it refits
+        self.alive: dict[int, set[int]] = {}      # input row -> its rows now in the batch
+        self.pending: dict[int, list[FitResult]] = {}  # input row -> its rows stopped unsolved
+        self.cancel: set[int] = set()             # rows to drop: a sibling settled their text
+        self.n_extra: dict[int, int] = {}         # input row -> tail rows made for it
+        self.results: dict[int, FitResult] = {}   # input row -> its result
+        self.solved_keys: set[str] = set()
+
+    def of(self, ri: int) -> int:
+        return self.origin.get(ri, ri)
+
+    def admitted(self, ri: int) -> None:
+        self.alive.setdefault(self.of(ri), set()).add(ri)
+
+    def finish(self, ri: int, res: FitResult) -> None:
+        """Row ri stopped with res; settle its input row's result once that is decided."""
+        o = self.of(ri)
+        if o in self.results:
+            return
+        family = self.alive.setdefault(o, set())
+        family.discard(ri)
+        if not res.solved and family:
+            self.pending.setdefault(o, []).append(res)
+            return
+        best = res if res.solved else max(self.pending.pop(o, []) + [res],
+                                          key=lambda r: r.accuracy)
+        self.results[o] = dataclasses.replace(best, index=o)
+        if res.solved:
+            self.solved_keys.add(self.rows[o].key)
+        self.cancel.update(family)
+
+    def stragglers(self, age: dict[int, float], after: float) -> list[int]:
+        """Input rows whose text may get a tail restart now: a row of it has run `after` x
+        the median steps of the solved texts (after = 0: every unsolved text)."""
+        if after:
+            done = sorted(r.steps for r in self.results.values() if r.solved)
+            if not done:
+                return []
+            bar = after * done[len(done) // 2]
+            late = {self.of(ri) for ri, a in age.items() if a >= bar}
+        else:
+            late = set(self.alive)
+        return [o for o in late if self.alive.get(o) and o not in self.results
+                and self.n_extra.get(o, 0) < self.tail]
+
+    def add_tail_rows(self, free: int, late: list[int]) -> list[int]:
+        """Append up to `free` extra seeds of the texts in `late`, round robin, those with the
+        fewest rows running first; returns the new rows' indices."""
+        fams = sorted(late, key=lambda o: (len(self.alive[o]), o))
+        new: list[int] = []
+        while len(new) < free and fams:
+            for o in list(fams):
+                if len(new) == free:
+                    break
+                self.n_extra[o] = self.n_extra.get(o, 0) + 1
+                ri = len(self.rows)
+                self.rows.append(FitRow(self.rows[o].token_ids, self.rows[o].key,
+                                        self.rows[o].restart + 1000 * self.n_extra[o]))
+                self.origin[ri] = o
+                new.append(ri)
+                if self.n_extra[o] >= self.tail:
+                    fams.remove(o)
+        return new
+
+
 def forward_scores(lm: LoadedModel, arr: Arrangement, x: torch.Tensor, n: int) -> torch.Tensor:
     """Logits [B, n, V] (float32) at the scored positions for input embeddings x [B, L, d]."""
     pos = arr.score_positions(n).to(x.device)
@@ -323,11 +398,8 @@ class Fitter:
             self.check_length(len(r.token_ids))
         n_in, rows = len(rows), list(rows)   # tail restarts append their rows after the input's
         tail = self.tail_restarts if group_size == 1 and "row" in (e_mode, m_mode) else 0
-        origin: dict[int, int] = {}          # tail row -> the input row whose text it refits
-        alive: dict[int, set[int]] = {}      # input row -> its rows now in the batch
-        pending: dict[int, list[FitResult]] = {}  # input row -> its rows that stopped unsolved
-        cancel: set[int] = set()             # rows to drop because a sibling solved their text
-        n_extra: dict[int, int] = {}
+        outcomes = _Outcomes(rows, tail)
+        finish = outcomes.finish
 
         # Units: groups of rows that share the 'unit'-mode vector. Sorting by length keeps a
         # batch's lengths similar; groups are consecutive rows in the caller's order.
@@ -354,8 +426,7 @@ class Fitter:
         # restarts need single-row units (no 'unit' mode) with a row vector to re-draw
         restart_after = (recipe.restart_after if "unit" not in (e_mode, m_mode)
                          and "row" in (e_mode, m_mode) else 0)
-        results: dict[int, FitResult] = {}
-        solved_keys: set[str] = set()
+        results, solved_keys = outcomes.results, outcomes.solved_keys
         total = n_in
         t_start = time.time()
         step_no = 0
@@ -386,58 +457,18 @@ class Fitter:
                 v = v + mean * (self.std * math.sqrt(d) / float(mean.norm().clamp(min=1e-12)))
             return v.reshape(1, d)
 
-        def finish(ri: int, res: FitResult):
-            """Row ri stopped with res; settle its input row's result once that is decided."""
-            o = origin.get(ri, ri)
-            if o in results:
-                return
-            family = alive.setdefault(o, set())
-            family.discard(ri)
-            if not res.solved and family:
-                pending.setdefault(o, []).append(res)
-                return
-            best = res if res.solved else max(pending.pop(o, []) + [res],
-                                              key=lambda r: r.accuracy)
-            results[o] = dataclasses.replace(best, index=o)
-            if res.solved:
-                solved_keys.add(rows[o].key)
-            cancel.update(family)
-
-        def stragglers() -> list[int]:
-            """Input rows whose text may get a tail restart now (see the module docstring)."""
-            if self.tail_after:
-                done = sorted(r.steps for r in results.values() if r.solved)
-                if not done:
-                    return []
-                lead = tabs["e"] if modes["e"] == "row" else tabs["m"]
-                age = dict(zip(row_idx, lead.steps().tolist()))
-                bar = self.tail_after * done[len(done) // 2]
-                late = {origin.get(ri, ri) for ri, a in age.items() if a >= bar}
-            else:
-                late = set(alive)
-            return [o for o in late if alive.get(o) and o not in results
-                    and n_extra.get(o, 0) < tail]
-
         def add_tail_rows() -> bool:
             """Queue extra restarts of stragglers for the batch's free rows."""
             free = self.batch_size - len(row_idx)
-            fams = sorted(stragglers(), key=lambda o: (len(alive[o]), o)) if free > 0 else []
-            added = 0
-            while free > added and fams:
-                for o in list(fams):
-                    if added == free:
-                        break
-                    n_extra[o] = n_extra.get(o, 0) + 1
-                    ri = len(rows)
-                    rows.append(FitRow(rows[o].token_ids, rows[o].key,
-                                       rows[o].restart + 1000 * n_extra[o]))
-                    origin[ri] = o
-                    units.append(_Unit([ri], rows[ri].key, rows[ri].restart))
-                    waiting.insert(0, len(units) - 1)
-                    added += 1
-                    if n_extra[o] >= tail:
-                        fams.remove(o)
-            return added > 0
+            if free <= 0:
+                return False
+            lead = tabs["e"] if modes["e"] == "row" else tabs["m"]
+            age = dict(zip(row_idx, lead.steps().tolist())) if self.tail_after else {}
+            new = outcomes.add_tail_rows(free, outcomes.stragglers(age, self.tail_after))
+            for ri in new:
+                units.append(_Unit([ri], rows[ri].key, rows[ri].restart))
+                waiting.insert(0, len(units) - 1)
+            return bool(new)
 
         def admit():
             nonlocal tokens, n_tok
@@ -468,7 +499,7 @@ class Fitter:
                 tokens = torch.cat([tokens, add.to(dev)])
                 n_tok = torch.cat([n_tok, torch.tensor([len(t) for t in new], device=dev)])
                 for ri in u.rows:
-                    alive.setdefault(origin.get(ri, ri), set()).add(ri)
+                    outcomes.admitted(ri)
                     row_idx.append(ri)
                     row_unit.append(uid)
                     row_secs[ri] = 0.0
@@ -560,12 +591,12 @@ class Fitter:
                         for ri in u.rows:
                             finish(ri, self._dropped(rows, ri, row_secs.get(ri, 0.0),
                                                      int(unit_steps[uj])))
-            if cancel:
+            if outcomes.cancel:
                 # units are single rows whenever tail rows exist
                 for uj, u_id in enumerate(unit_ids):
-                    if units[u_id].rows[0] in cancel:
+                    if units[u_id].rows[0] in outcomes.cancel:
                         keep_u[uj] = False
-                cancel.clear()
+                outcomes.cancel.clear()
             if not bool(keep_u.all()):
                 keep_rows = keep_u[ru]
                 kr = keep_rows.nonzero().squeeze(1)
