@@ -81,10 +81,15 @@ class LossConfig:
     # this lr (the fitting recipe's lr: 0.2 solves texts from e0 in ~20 steps)
     nearest_steps: int = 4
     nearest_lr: float = 0.2
+    # decode and mix: weight each token's CE by (1 - p)^gamma (focal loss), so the tokens the
+    # encoder does not decode yet (rare ones) carry the gradient; 0 = plain CE
+    focal_gamma: float = 0.0
 
     def __post_init__(self):
         if self.decode_weight < 0 or self.regress_weight < 0:
             raise ValueError("loss weights must be >= 0")
+        if self.focal_gamma < 0:
+            raise ValueError("focal_gamma must be >= 0")
         if self.nearest_steps < 1 or self.nearest_lr <= 0:
             raise ValueError("nearest_steps must be >= 1 and nearest_lr > 0")
 

@@ -48,12 +48,15 @@ class Decoder:
         x = self.arr.build(e.float(), None if m is None else m.float(), n, self.prefix_emb)
         return forward_scores(self.lm, self.arr, x, n)
 
-    def loss(self, e: torch.Tensor, m: torch.Tensor | None, token_lists: list[list[int]]
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean over rows of each row's mean CE, and per-row accuracy (no grad)."""
+    def loss(self, e: torch.Tensor, m: torch.Tensor | None, token_lists: list[list[int]],
+             focal_gamma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean over rows of each row's mean CE, and per-row accuracy (no grad). focal_gamma > 0
+        weights each token's CE by (1 - p(token))^gamma: tokens already decoded count less."""
         tgt, n = self.targets(token_lists)
         logits = self.logits(e, m, tgt.shape[1])
         ce = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=-100, reduction="none")
+        if focal_gamma:
+            ce = ce * (1 - torch.exp(-ce)).pow(focal_gamma)
         per_row = ce.sum(1) / n
         with torch.no_grad():
             acc = ((logits.argmax(-1) == tgt) & (tgt >= 0)).sum(1).float() / n

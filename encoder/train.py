@@ -135,7 +135,8 @@ def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tenso
     parts, loss = {}, e.new_zeros(())
     if cfg.loss.kind in ("decode", "mix"):
         with enc.decoding():
-            dec, acc = setup.decoder.loss(e, m, [x.token_ids for x in examples])
+            dec, acc = setup.decoder.loss(e, m, [x.token_ids for x in examples],
+                                          cfg.loss.focal_gamma)
         w = cfg.loss.decode_weight if cfg.loss.kind == "mix" else 1.0
         loss = loss + w * dec
         parts.update({"decode": dec.item(), "acc": acc.mean().item()})

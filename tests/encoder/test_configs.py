@@ -24,3 +24,11 @@ def test_unknown_keys_are_rejected():
         C.load(EncoderConfig, None, ["model.depth=3"])
     with pytest.raises(C.ConfigError, match="needs data.corpus"):
         C.load(EncoderConfig, None, ["data.raw=[{name: random-words}]", "loss.kind=regress"])
+
+
+@pytest.mark.parametrize("override,why", [("loss.focal_gamma=-1", "focal_gamma"),
+                                          ("loss.nearest_steps=0", "nearest_steps"),
+                                          ("loss.nearest_lr=0", "nearest_lr")])
+def test_bad_loss_values_are_refused(override, why):
+    with pytest.raises(C.ConfigError, match=why):
+        C.load(EncoderConfig, None, ["data.raw=[{name: random-words}]", "m=start", override])

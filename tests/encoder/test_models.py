@@ -96,3 +96,18 @@ def test_nearest_targets_lower_the_decode_loss_and_leave_e_and_the_decoder_alone
     assert z_acc.shape == acc.shape and bool(((z_acc >= 0) & (z_acc <= 1)).all())
     assert all(torch.equal(a, b) for a, b in zip(before, lm.model.parameters()))
     assert all(p.grad is None for p in enc.parameters())
+
+
+def test_focal_weighting_shrinks_the_loss_of_tokens_already_decoded():
+    """(1 - p)^gamma: a token decoded with p near 1 contributes ~nothing, one with p near 0
+    its full CE; gamma = 0 is plain CE."""
+    lm, enc, dec, toks, batch = _setup("scratch")
+    with torch.no_grad():
+        e = enc(batch)
+        plain, acc = dec.loss(e, enc.m, toks)
+        focal, acc2 = dec.loss(e, enc.m, toks, focal_gamma=2.0)
+        assert torch.equal(acc, acc2)
+        assert 0 < focal < plain
+        assert dec.loss(e, enc.m, toks, focal_gamma=0.0)[0] == plain
+        # on an untrained encoder p(token) is tiny, so the weights are close to 1
+        assert focal > 0.9 * plain
