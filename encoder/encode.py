@@ -22,11 +22,9 @@ import torch
 
 
 def encode_texts(enc, lm, texts: list[str], batch_size: int = 64) -> tuple[torch.Tensor, list]:
-    from .data import Example
-    from .evaluate import encode_examples
+    from .evaluate import encode_tokens
     toks = [lm.tokenize(t) for t in texts]
-    exs = [Example(str(i), "input", str(i), ids, t) for i, (ids, t) in enumerate(zip(toks, texts))]
-    return encode_examples(enc, exs, lm.device, batch_size).cpu(), toks
+    return encode_tokens(enc, lm, toks, texts, batch_size), toks
 
 
 def solution_meta(lm, decoder, blob: dict, texts, toks, acc, c) -> dict:

@@ -48,6 +48,15 @@ def encode_examples(enc, examples: list[Example], device, batch_size: int = 64) 
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def encode_tokens(enc, lm, token_lists: list[list[int]], texts: list[str] | None = None,
+                  batch_size: int = 64) -> torch.Tensor:
+    """e [R, d] on the CPU for plain token lists (texts: their strings; else detokenized)."""
+    texts = texts or [lm.detokenize(ids) for ids in token_lists]
+    exs = [Example(str(i), "input", str(i), list(ids), t)
+           for i, (ids, t) in enumerate(zip(token_lists, texts))]
+    return encode_examples(enc, exs, lm.device, batch_size).cpu()
+
+
 def knn_targets(train: list[Example], queries: list[Example], mode: str = "tfidf"
                 ) -> list[np.ndarray]:
     """For each query, the first fitted e of its nearest training text (FAISS, cosine)."""

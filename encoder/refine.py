@@ -20,12 +20,9 @@ REFINE_OVERRIDES = {"init_std": 0.01}
 def encoded_starts(spec: str, lm, token_lists: list[list[int]]):
     """(e [R, d] on cpu, m [d], checkpoint blob); lm is the decoder again afterwards."""
     from . import checkpoint as ckpt
-    from .data import Example
-    from .evaluate import encode_examples
+    from .evaluate import encode_tokens
     enc, _, m, blob = ckpt.load(spec, lm=lm)
-    exs = [Example(str(i), "", str(i), ids, lm.detokenize(ids))
-           for i, ids in enumerate(token_lists)]
-    e = encode_examples(enc, exs, lm.device).cpu()
+    e = encode_tokens(enc, lm, token_lists)
     enc.release()
     if m is None:
         raise ValueError(f"encoder {blob['path']} has no m (arrangement without m)")
