@@ -147,5 +147,6 @@ def prepare(cfg: EncoderConfig, lm=None) -> Setup:
     info = None
     if man is not None:
         info = {"path": str(Path(cfg.data.corpus)), "fingerprint": man.get("fingerprint"),
-                "m_init": man.get("config", {}).get("m_init"), "texts": len(corpus)}
+                "m_init": man.get("config", {}).get("m_init"), "texts": len(corpus),
+                "recipe": man.get("recipe")}
     return Setup(lm, Decoder.of(lm, arr), split, m, corpus_m, off, lengths, info)

@@ -226,8 +226,8 @@ def refine_block(cfg: EvalConfig, enc, setup, examples: list[Example]) -> dict:
     part = examples[: cfg.refine_texts]
     e = encode_examples(enc, part, setup.lm.device).cpu()
     enc.release()  # the fits below need the plain decoder
-    man = json.loads((Path(setup.corpus["path"]) / "manifest.json").read_text()) if setup.corpus else None
-    recipe = Recipe(**man["recipe"]) if man else Recipe(name="default")
+    fitted = (setup.corpus or {}).get("recipe")   # the recipe the corpus's e's were fitted with
+    recipe = Recipe(**fitted) if fitted else Recipe(name="default")
     recipe = dataclasses.replace(recipe, max_steps=cfg.refine_max_steps)
     m = enc.m.detach().cpu() if enc.m is not None else setup.m
     out = compare(setup.lm, recipe, [x.token_ids for x in part], e, m, setup.offset,

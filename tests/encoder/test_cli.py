@@ -137,3 +137,17 @@ def test_bench_corpus_builds_the_same_texts_from_the_encoders_e(trained, tmp_pat
     assert start["texts"] == enc["texts"] == man["counts"]["texts"]
     assert enc["changes"] == {"init_from": str(trained)}
     assert s["encoder/speedup_texts_per_hour"] == round(enc["speedup_texts_per_hour"], 3)
+
+
+def test_evaluate_refines_from_the_start_and_from_the_encoder(trained, capsys, tmp_path):
+    """refine=true fits held-out texts from the start and from the encoder's e, side by side,
+    with the corpus's recipe capped at refine_max_steps."""
+    from encoder.evaluate import main
+    assert main(["--checkpoint", str(trained), "mlflow=false", f"out={tmp_path / 'ev'}",
+                 "refine=true", "refine_texts=2", "refine_max_steps=7"]) == 0
+    s, _ = _last_json(capsys)
+    assert len(s["refine"]) == 2
+    for arm in s["refine"].values():
+        assert arm["texts"] == 2 and 0 <= arm["solved"] <= 2
+        # each row runs at most the cap: the corpus recipe's own cap (300) is replaced
+        assert arm["row_steps"] <= 2 * 7
