@@ -28,6 +28,9 @@ def test_arms_build_the_same_texts_and_report_the_ratio(tmp_path, capsys):
     assert abs(tail["speedup_texts_per_hour"]
                - tail["texts_per_hour"] / plain["texts_per_hour"]) < 1e-9
     assert s["tail/solved"] == tail["solved"] and plain["speedup_texts_per_hour"] == 1.0
+    # a text's result is its first solved row, which has run no more steps than its own row
+    assert tail["steps_total"] <= plain["steps_total"]
+    assert tail["speedup_steps"] == plain["steps_total"] / tail["steps_total"]
     assert (out / "bench_corpus.png").exists() and (out / "table.md").exists()
 
 
