@@ -69,7 +69,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(train_tiny, tmp_path, monk
     before = (out / "encoder.pt").read_bytes()
     from encoder import losses
 
-    def nan_loss(self, e, m, toks):
+    def nan_loss(self, e, m, toks, focal_gamma=0.0):
         return (e * float("nan")).sum(), torch.zeros(len(toks))
     monkeypatch.setattr(losses.Decoder, "loss", nan_loss)
     with pytest.raises(EncoderError, match="non-finite loss at step 4.*step 3"):
