@@ -25,7 +25,6 @@ logs to MLflow (experiment `eval`); the last stdout line is JSON.
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 import statistics
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from eval import common as E
 from proto import config as C
+from proto.tracking import metric_key
 
 DEFAULT_ARMS = [{"name": "start"}, {"name": "start+tail", "tail_restarts": 2},
                 {"name": "encoder", "init_from": "default"},
@@ -144,13 +144,8 @@ def table(rep: dict) -> str:
                        "median steps", "max steps", "steps, all texts", f"vs {first}"], rows)
 
 
-def _metric_name(arm: str) -> str:
-    # MLflow metric names take letters, digits, _ - . / and spaces only ('start+tail')
-    return re.sub(r"[^\w./ -]", "_", arm)
-
-
 def _flat(rep: dict) -> dict:
-    return {f"{_metric_name(a['arm'])}/{k}": round(a[k], 3) for a in rep["arms"]
+    return {f"{metric_key(a['arm'])}/{k}": round(a[k], 3) for a in rep["arms"]
             for k in ("solved", "seconds", "texts_per_hour", "speedup_texts_per_hour",
                       "steps_total", "speedup_steps")}
 

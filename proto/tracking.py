@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -24,6 +25,12 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
 
 
+def metric_key(name: str) -> str:
+    """`name` as an MLflow metric name, which takes letters, digits, _ - . / and spaces only
+    (an arm called 'start+tail' is logged as 'start_tail')."""
+    return re.sub(r"[^\w./ -]", "_", name)
+
+
 class Run:
     """A thin handle that no-ops when tracking is disabled or on ranks > 0."""
 
@@ -36,7 +43,7 @@ class Run:
 
     def metrics(self, values: dict, step: int | None = None):
         if self.mlflow:
-            clean = {k: float(v) for k, v in values.items()
+            clean = {metric_key(k): float(v) for k, v in values.items()
                      if isinstance(v, (int, float)) and v == v}
             self.mlflow.log_metrics(clean, step=step)
 

@@ -34,3 +34,18 @@ def test_sigterm_ends_the_run_killed_and_the_job_exits(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("t").experiment_id])
     assert [(r.info.run_name, r.info.status, r.data.params) for r in runs] == [
         ("victim", "KILLED", {"a": "1"})]
+
+
+def test_metric_names_are_made_valid_for_mlflow():
+    """Run.metrics logs every name in MLflow's character set, and drops non-numbers and NaN."""
+    from proto.tracking import Run, metric_key
+
+    class Fake:
+        def log_metrics(self, values, step=None):
+            self.logged = values
+
+    fake = Fake()
+    Run(fake).metrics({"start+tail/solved": 3, "eval/acc/source:x": 0.5, "n": float("nan"),
+                       "s": "text"})
+    assert fake.logged == {"start_tail/solved": 3.0, "eval/acc/source_x": 0.5}
+    assert metric_key("a-b.c/d e_1") == "a-b.c/d e_1"

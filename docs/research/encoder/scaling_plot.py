@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -84,7 +83,10 @@ def main(argv=None) -> int:
     ap.add_argument("--title", default="")
     a = ap.parse_args(argv)
     try:
-        runs = [load(*spec.split("=", 1)[0:1], Path(spec.split("=", 1)[-1])) for spec in a.runs]
+        runs = []
+        for spec in a.runs:
+            label, _, path = spec.partition("=")
+            runs.append(load(label, Path(path or label)))
     except (OSError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -95,9 +97,8 @@ def main(argv=None) -> int:
         mr.figure(fig, Path(a.out).name)
         for r in runs:
             s = summary(r)
-            key = re.sub(r"[^\w./ -]", "_", s["run"])   # MLflow's metric-name characters
-            mr.metrics({f"{key}/heldout_acc": s["heldout_acc"],
-                        f"{key}/train_acc": s["train_acc_last10"]})
+            mr.metrics({f"{s['run']}/heldout_acc": s["heldout_acc"],
+                        f"{s['run']}/train_acc": s["train_acc_last10"]})
             print(json.dumps(s))
     return 0
 
