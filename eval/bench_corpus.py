@@ -34,6 +34,7 @@ from eval import common as E
 from proto import config as C
 from proto.tracking import metric_key
 
+SHARED = ("model", "device", "dtype", "sources", "seed")   # BuildConfig fields of every arm
 DEFAULT_ARMS = [{"name": "start"}, {"name": "start+tail", "tail_restarts": 2},
                 {"name": "encoder", "init_from": "default"},
                 {"name": "encoder+tail", "init_from": "default", "tail_restarts": 2}]
@@ -57,10 +58,16 @@ class CorpusBenchConfig:
             raise ValueError("every arm needs a name (no '/')")
         if len(set(names)) != len(names):
             raise ValueError(f"arm names repeat: {names}")
-        for a in self.arms:
-            if {"out", "mlflow"} & set(a) or {"out", "mlflow"} & set(self.build):
-                raise ValueError("out and mlflow are set by the benchmark, not per arm or build")
-            arm_config(self, a)   # every arm's BuildConfig is valid before anything runs
+        if {"out", "mlflow"} & set(self.build) or any({"out", "mlflow"} & set(a)
+                                                       for a in self.arms):
+            raise ValueError("out and mlflow are set by the benchmark, not per arm or build")
+        # every arm's BuildConfig is valid before anything runs, and the arms share one
+        # loaded model and build the same texts
+        built = [C.to_dict(arm_config(self, a)) for a in self.arms]
+        for key in SHARED:
+            if any(b[key] != built[0][key] for b in built):
+                raise ValueError(f"arms must share {key} (one loaded model, the same texts); "
+                                 f"set it in build, not per arm")
 
 
 def arm_config(cfg: CorpusBenchConfig, arm: dict):

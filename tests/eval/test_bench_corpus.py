@@ -48,7 +48,8 @@ def test_a_rerun_builds_fresh_rather_than_resuming(tmp_path, capsys):
 def test_bad_arms_are_one_line_exit_2_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "bc"
     for arms in ("[{name: a}]", "[{name: a}, {name: a}]", "[{name: a}, {tail_restarts: 1}]",
-                 "[{name: a}, {name: b, tail_restartz: 1}]", "[{name: a}, {name: b, out: x}]"):
+                 "[{name: a}, {name: b, tail_restartz: 1}]", "[{name: a}, {name: b, out: x}]",
+                 "[{name: a}, {name: b, seed: 3}]", "[{name: a}, {name: b, dtype: bf16}]"):
         assert BC.main(TINY + [f"out={out}", f"arms={arms}"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:"), err
