@@ -9,17 +9,18 @@
 
 A small fitting job is decided by its slowest texts: once no row waits, the batch shrinks to a
 few unsolved texts. Every arm fits the same texts with the same recipe, seeds and batch size;
-the first is today's fitter, the others (`Fitter(tail_restarts=k, tail_after=a)`, one arm per value of `tail_after`) fill
-idle rows with up to k extra restarts of each straggler (a text whose row has run a x the
-median solved steps; a = 0: every unsolved text at once), the first of its rows to solve being
-its result. Rows are independent, so every text's own row follows the same path in every arm:
-a tail arm can only solve a text sooner in steps, and pays for it in the cost of fuller
-batches. Reported per arm: texts solved, wall seconds, texts solved per hour, median steps
-(a text won by a tail row counts that row's steps), row-steps run; the ratio tail / today of
-texts per hour for each tail arm. `init_from` (an encoder checkpoint or 'default') starts
-every row at the encoder's e plus refinement noise, with m frozen at the encoder's m, as
-`proto.fit --init-from` does. Writes out/{config.yaml,results.json,table.md,bench_tail.png};
-logs to MLflow (experiment `eval`); the last stdout line is JSON.
+the first is today's fitter, the others (`Fitter(tail_restarts=k, tail_after=a)`, one arm per
+value of `tail_after`) fill idle rows with up to k extra restarts of each straggler (a text
+whose row has run a x the median solved steps; a = 0: every unsolved text at once), the first
+of its rows to solve being its result. Rows are independent, so every text's own row follows
+the same path in every arm: a tail arm can only solve a text sooner in steps, and pays for it
+in the cost of fuller batches. Reported per arm: texts solved, wall seconds, texts solved per
+hour, median steps (a text won by a tail row counts that row's steps), row-steps run; the
+ratio tail / today of texts per hour for each tail arm. `init_from` (an encoder checkpoint or
+'default') starts every row at the encoder's e plus refinement noise, with m frozen at the
+encoder's m, as `proto.fit --init-from` does. Writes
+out/{config.yaml,results.json,table.md,bench_tail.png}; logs to MLflow (experiment `eval`);
+the last stdout line is JSON.
 """
 from __future__ import annotations
 
