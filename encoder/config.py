@@ -50,12 +50,19 @@ class ModelConfig:
 @dataclasses.dataclass
 class DataConfig:
     corpus: str = ""                 # corpus directory ('' = raw text only)
+    # more corpora fitted with the same model, arrangement and m (e.g. later rounds built from
+    # the encoder's own e's): their texts and e's join the corpus's
+    extra_corpora: list[str] = dataclasses.field(default_factory=list)
     # raw text for the decode loss: data_gen sources (count is ignored: the stream is endless,
     # a pool of `raw_pool` windows per source and length, drawn by seed and position)
     raw: list[SourceConfig] = dataclasses.field(default_factory=list)
     raw_pool: int = 4000
     raw_fraction: float = 0.5        # share of each batch from the raw stream (decode loss)
     lengths: list[int] = dataclasses.field(default_factory=list)  # [] = the corpus's lengths
+    # curriculum over lengths: the optimiser step at which each length (ascending) joins the
+    # training stream, e.g. [0, 100] trains on the shortest length alone for 100 steps;
+    # [] = every length from step 0
+    curriculum: list[int] = dataclasses.field(default_factory=list)
     heldout_percent: float = 10.0    # contexts and texts held out, by hash of their ids
     eval_texts: int = 64             # held-out texts evaluated during training (0 = all)
     seed: int = 0
@@ -67,8 +74,16 @@ class DataConfig:
             raise ValueError("heldout_percent must be in (0, 100)")
         if not self.corpus and not self.raw:
             raise ValueError("data needs a corpus or raw sources")
+        if self.extra_corpora and not self.corpus:
+            raise ValueError("data.extra_corpora needs data.corpus (whose m they share)")
         if self.raw_pool < 1 or self.eval_texts < 0:
             raise ValueError("raw_pool must be >= 1 and eval_texts >= 0")
+        c = self.curriculum
+        if c and (c[0] != 0 or any(b < a for a, b in zip(c, c[1:]))):
+            raise ValueError(f"curriculum {c} must start at step 0 and never decrease")
+        if c and self.lengths and len(c) != len(set(self.lengths)):
+            raise ValueError(f"curriculum has {len(c)} steps for {len(set(self.lengths))} "
+                             "lengths; give one step per length")
 
 
 @dataclasses.dataclass

@@ -73,6 +73,30 @@ def check_corpus(path: str, lm) -> tuple[dict, Arrangement]:
     return man, arr
 
 
+def read_corpus(path: str, lm) -> tuple[dict, Arrangement, list[Example], torch.Tensor]:
+    """A checked corpus: manifest, arrangement, its texts with their e's, and its m."""
+    from data_gen.corpus import CorpusError, load_m
+    man, arr = check_corpus(path, lm)
+    try:
+        return man, arr, corpus_examples(path), load_m(path)[0].float()
+    except (CorpusError, OSError) as exc:
+        raise EncoderError(f"corpus {path}: {exc}") from None
+
+
+def merge_examples(a: list[Example], b: list[Example]) -> list[Example]:
+    """a's texts then b's new ones; a text in both keeps the solved e's of both."""
+    by = {x.text_id: dataclasses.replace(x) for x in a}
+    for x in b:
+        have = by.get(x.text_id)
+        if have is None:
+            by[x.text_id] = x
+            continue
+        ts = [t for t in (have.targets, x.targets) if t is not None]
+        have.targets = np.concatenate(ts) if ts else None
+        have.opt_accuracy = max(have.opt_accuracy or 0.0, x.opt_accuracy or 0.0)
+    return list(by.values())
+
+
 def learned_start(lm) -> tuple[torch.Tensor, torch.Tensor] | None:
     import warnings
 
@@ -114,15 +138,17 @@ def _m_and_offset(cfg: EncoderConfig, lm, man: dict | None, corpus_m, train: lis
 
 def prepare(cfg: EncoderConfig, lm=None) -> Setup:
     lm = lm or load_llm(cfg.llm, cfg.device, cfg.dtype)
-    man, corpus, corpus_m = None, [], None
+    man, corpus, corpus_m, extra = None, [], None, []
     if cfg.data.corpus:
-        man, arr = check_corpus(cfg.data.corpus, lm)
-        from data_gen.corpus import CorpusError, load_m
-        try:
-            corpus = corpus_examples(cfg.data.corpus)
-            corpus_m = load_m(cfg.data.corpus)[0].float()
-        except (CorpusError, OSError) as exc:
-            raise EncoderError(f"corpus {cfg.data.corpus}: {exc}") from None
+        man, arr, corpus, corpus_m = read_corpus(cfg.data.corpus, lm)
+        for path in cfg.data.extra_corpora:
+            xman, xarr, xs, xm = read_corpus(path, lm)
+            if xarr != arr or not torch.equal(xm, corpus_m):
+                raise EncoderError(f"corpus {path} was fitted with another arrangement or m "
+                                   f"than {cfg.data.corpus}; its e's decode with its own m")
+            corpus = merge_examples(corpus, xs)
+            extra.append({"path": str(Path(path)), "fingerprint": xman.get("fingerprint"),
+                          "texts": len(xs)})
     else:
         arr = Arrangement("e_m", prefix_ids(lm.tokenizer, "sink"))
     lengths = sorted(set(cfg.data.lengths or [x.n for x in corpus]))
@@ -148,5 +174,5 @@ def prepare(cfg: EncoderConfig, lm=None) -> Setup:
     if man is not None:
         info = {"path": str(Path(cfg.data.corpus)), "fingerprint": man.get("fingerprint"),
                 "m_init": man.get("config", {}).get("m_init"), "texts": len(corpus),
-                "recipe": man.get("recipe")}
+                "recipe": man.get("recipe"), "extra": extra}
     return Setup(lm, Decoder.of(lm, arr), split, m, corpus_m, off, lengths, info)

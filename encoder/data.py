@@ -10,6 +10,7 @@ evaluation set.
 Every example a step sees is a pure function of (seed, global position): position p of the
 stream is a raw window or a corpus text by a hash of p, and which one by a seeded permutation
 per epoch, so a resumed run (which restores the step) sees exactly the batches it would have.
+A curriculum over lengths narrows both pools to the lengths active at the position's step.
 """
 from __future__ import annotations
 
@@ -97,6 +98,11 @@ class Split:
                  lengths: list[int]):
         self.cfg = cfg
         keep = set(lengths)
+        self.lengths = sorted(keep)
+        self.joins = list(cfg.curriculum) or [0] * len(self.lengths)
+        if len(self.joins) != len(self.lengths):
+            raise ValueError(f"curriculum has {len(self.joins)} steps for lengths "
+                             f"{self.lengths}; give one step per length")
         corpus = [x for x in corpus if x.n in keep]
         raw = [x for x in raw if x.n in keep]
         self.heldout, self.train_corpus = _partition(corpus, cfg)
@@ -111,6 +117,23 @@ class Split:
         self.raw_fraction = (cfg.raw_fraction if self.train_corpus and self.train_raw else
                              (1.0 if self.train_raw else 0.0))
         self._perms: dict[tuple[str, int], list[int]] = {}
+        self._pools: dict[tuple[str, tuple[int, ...]], list[Example]] = {}
+        for start in sorted(set(self.joins)):
+            if not any(self._pool(k, self.active(start)) for k in ("raw", "corpus")):
+                raise ValueError(f"no training texts of lengths {list(self.active(start))} "
+                                 f"for the curriculum stage from step {start}")
+
+    def active(self, step: int) -> tuple[int, ...]:
+        """The lengths the curriculum trains on at an optimiser step."""
+        return tuple(n for n, s in zip(self.lengths, self.joins) if step >= s)
+
+    def _pool(self, kind: str, active: tuple[int, ...]) -> list[Example]:
+        key = (kind, active)
+        if key not in self._pools:
+            full = self.train_raw if kind == "raw" else self.train_corpus
+            self._pools[key] = (full if len(active) == len(self.lengths) else
+                                [x for x in full if x.n in active])
+        return self._pools[key]
 
     def eval_set(self, limit: int) -> list[Example]:
         """The first `limit` held-out texts in a fixed seeded order (0 = all)."""
@@ -118,7 +141,7 @@ class Split:
         return xs[:limit] if limit else xs
 
     def _pick(self, kind: str, pool: list[Example], k: int) -> Example:
-        epoch, i = divmod(k, len(pool))
+        epoch, i = divmod(k, len(pool))  # kind names the pool: source and active lengths
         key = (kind, epoch)
         if key not in self._perms:
             self._perms = {kk: v for kk, v in self._perms.items() if kk[1] >= epoch - 1}
@@ -127,11 +150,16 @@ class Split:
             self._perms[key] = perm
         return pool[self._perms[key][i]]
 
-    def example(self, position: int) -> Example:
-        """The training example at a global stream position."""
-        if _unit(self.cfg.seed, f"mix|{position}") < self.raw_fraction:
-            return self._pick("raw", self.train_raw, position)
-        return self._pick("corpus", self.train_corpus, position)
+    def example(self, position: int, step: int = 0) -> Example:
+        """The training example at a global stream position (of optimiser step `step`)."""
+        active = self.active(step)
+        kind = "raw" if _unit(self.cfg.seed, f"mix|{position}") < self.raw_fraction else "corpus"
+        pool = self._pool(kind, active)
+        if not pool:  # this stage's lengths are in one source only
+            kind = "corpus" if kind == "raw" else "raw"
+            pool = self._pool(kind, active)
+        name = kind if len(active) == len(self.lengths) else f"{kind}|{active}"
+        return self._pick(name, pool, position)
 
     def micro_batch(self, step: int, micro: int, rank: int, world: int, micro_size: int,
                     accum: int) -> list[Example]:
@@ -139,4 +167,4 @@ class Split:
         of positions whatever the number of ranks."""
         g = micro_size * accum * world
         first = step * g + (micro * world + rank) * micro_size
-        return [self.example(p) for p in range(first, first + micro_size)]
+        return [self.example(p, step) for p in range(first, first + micro_size)]

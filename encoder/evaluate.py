@@ -258,8 +258,10 @@ def main(argv=None) -> int:
         blob = ckpt.read(cfg.checkpoint)
         ecfg = C.from_dict(EncoderConfig, blob["config"])
         corpus = cfg.corpus or ecfg.data.corpus
-        data = dataclasses.replace(ecfg.data, corpus=corpus,
-                                   lengths=list(cfg.lengths or ecfg.data.lengths))
+        # evaluation has no curriculum, and another corpus replaces the training ones
+        data = dataclasses.replace(
+            ecfg.data, corpus=corpus, lengths=list(cfg.lengths or ecfg.data.lengths),
+            curriculum=[], extra_corpora=[] if cfg.corpus else ecfg.data.extra_corpora)
         ecfg = dataclasses.replace(ecfg, data=data, device=cfg.device or ecfg.device)
         enc, decoder, m, blob = ckpt.load(cfg.checkpoint, device=ecfg.device)
         if corpus:

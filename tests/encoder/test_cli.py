@@ -151,3 +151,16 @@ def test_evaluate_refines_from_the_start_and_from_the_encoder(trained, capsys, t
         assert arm["texts"] == 2 and 0 <= arm["solved"] <= 2
         # each row runs at most the cap: the corpus recipe's own cap (300) is replaced
         assert arm["row_steps"] <= 2 * 7
+
+
+def test_curriculum_encoder_trains_and_evaluates_at_any_lengths(tmp_path, enc_corpus, capsys):
+    from encoder.evaluate import main
+    from encoder.train import Trainer
+    from proto.models import load_model
+    out = tmp_path / "cur"
+    cfg = encoder_config(out, enc_corpus, "data.lengths=[4,6]", "data.curriculum=[0,3]")
+    s = Trainer(cfg, lm=load_model("tiny-random", device="cpu"), log=lambda s: None).run()
+    assert s["finished"] and s["steps"] == cfg.train.steps
+    assert main(["--checkpoint", str(out), "mlflow=false", "lengths=[4]",
+                 f"out={tmp_path / 'ev'}"]) == 0
+    assert _last_json(capsys)[0]["texts"] > 0

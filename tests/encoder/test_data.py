@@ -47,3 +47,34 @@ def test_heldout_share_follows_contexts_and_not_the_raw_pool():
     held_ctx = {x.context_id for x in with_raw.heldout}
     assert 0.05 < len(held_ctx) / 200 < 0.15
     assert all(x.context_id in held_ctx for x in with_raw.heldout_raw)
+
+
+def _ex_len(i, n, prefix="t"):
+    return Example(f"{prefix}{i}", "s", f"c{i}", list(range(i, i + n)), f"text {i}")
+
+
+def test_curriculum_adds_lengths_at_their_steps():
+    cfg = DataConfig(corpus="x", heldout_percent=10, seed=2, curriculum=[0, 3])
+    corpus = [_ex_len(i, 4 if i % 2 else 8) for i in range(80)]
+    raw = [_ex_len(100 + i, 4 if i % 2 else 8, prefix="raw") for i in range(80)]
+    s = Split(cfg, corpus, raw, [4, 8])
+    early = {x.n for step in range(3) for x in s.micro_batch(step, 0, 0, 1, 16, 1)}
+    late = {x.n for step in range(3, 8) for x in s.micro_batch(step, 0, 0, 1, 16, 1)}
+    assert early == {4} and late == {4, 8}
+    # still one stream whatever the number of ranks
+    two = [x.text_id for r in range(2) for x in s.micro_batch(1, 0, r, 2, 8, 1)]
+    assert two == [x.text_id for x in s.micro_batch(1, 0, 0, 1, 16, 1)]
+
+
+def test_curriculum_is_validated():
+    import pytest
+    for bad in ([1, 3], [0, 5, 2]):
+        with pytest.raises(ValueError, match="curriculum"):
+            DataConfig(corpus="x", curriculum=bad)
+    with pytest.raises(ValueError, match="one step per length"):
+        DataConfig(corpus="x", lengths=[4, 8], curriculum=[0])
+    corpus = [_ex_len(i, 8) for i in range(20)]
+    with pytest.raises(ValueError, match="one step per length"):
+        Split(DataConfig(corpus="x", curriculum=[0, 2]), corpus, [], [8])
+    with pytest.raises(ValueError, match="no training texts of lengths"):
+        Split(DataConfig(corpus="x", curriculum=[0, 2]), corpus, [], [4, 8])
