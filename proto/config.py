@@ -215,7 +215,8 @@ def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
         p.add_argument(f"--{field}", default=None, help=help_text)
     p.add_argument("--config", default=None, help=f"YAML file of {cls.__name__} fields")
     p.add_argument("overrides", nargs="*", help="key=value (dotted keys for nested fields)")
-    a = p.parse_args(argv)
+    # intermixed: key=value overrides may come before and after the flags
+    a = p.parse_intermixed_args(argv)
     try:
         return load(cls, a.config, a.overrides,
                     {f: getattr(a, f) for f in paths or {} if getattr(a, f) is not None})

@@ -64,9 +64,14 @@ def test_every_shipped_yaml_parses_into_its_config():
     assert found == len(owners)
 
 
-def test_parse_cli_returns_config_or_none_with_one_error_line(capsys):
+def test_parse_cli_returns_config_or_none_with_one_error_line(capsys, tmp_path):
     cfg = C.parse_cli(Outer, "doc", ["steps=3", "inner.lr=0.2"])
     assert cfg == Outer(Inner(0.2, "x"), 3)
+    # overrides may sit on both sides of a path flag
+    (tmp_path / "c.yaml").write_text("flag: true\n")
+    cfg = C.parse_cli(Outer, "doc", ["steps=3", "--config", str(tmp_path / "c.yaml"),
+                                     "inner.lr=0.2"])
+    assert cfg == Outer(Inner(0.2, "x"), 3, flag=True)
     assert C.parse_cli(Outer, "doc", ["nope=1"]) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "unknown key" in err[0]
