@@ -5,6 +5,8 @@
   python -m encoder.evaluate --checkpoint outputs/encoder/variants/minilm-decode "lengths=[8,16]"
   python -m encoder.evaluate --checkpoint outputs/encoder/tiny --corpus outputs/corpus/tiny-enc \
       mlflow=false                                           # tiny CPU run (seconds)
+  python -m encoder.evaluate --checkpoint default --corpus outputs/corpus/speedup texts=all
+      # every text of a corpus the encoder never trained on, baselines from its own corpus
 
 Methods, each scored on the same held-out texts (whole contexts held out, as in training):
   encoder    the encoder's e, decoded with its m
@@ -18,8 +20,9 @@ With refine=true it also fits held-out texts from the learned start and from the
 (the corpus's recipe, m frozen) and reports median steps and solved counts of both.
 Per method: one-pass token accuracy, exact-match rate and C_tokens, overall, per length and
 per source; for the encoder and kNN also accuracy per position and per token frequency in the
-training texts (where it fails). Writes out/{config.yaml,results.json,positions.png}. The last stdout line is JSON with eval/one_pass_acc, eval/exact_match,
-eval/c_tokens and eval/<method>_acc ... for every baseline.
+training texts (where it fails). Writes out/{config.yaml,results.json,positions.png}. The
+last stdout line is JSON with eval/one_pass_acc, eval/exact_match, eval/c_tokens and
+eval/<method>_acc ... for every baseline.
 """
 from __future__ import annotations
 
@@ -176,6 +179,10 @@ def table(res: dict) -> str:
 class EvalConfig:
     checkpoint: str = "default"
     corpus: str = ""                 # '' = the corpus the encoder was trained on
+    # heldout: the held-out texts of `corpus` (its training split feeds kNN and mean); all:
+    # every text of `corpus` (same m) that the encoder never trained on, with kNN and mean
+    # from the encoder's own training corpus, e.g. a corpus built after the encoder
+    texts: str = "heldout"
     knn: str = "tfidf"               # tfidf | minilm
     limit: int = 0                   # held-out texts evaluated (0 = all)
     # text lengths evaluated ([] = the encoder's training lengths; others are scored as
@@ -195,8 +202,34 @@ class EvalConfig:
             raise ValueError("knn must be tfidf or minilm")
         if self.limit < 0:
             raise ValueError("limit must be >= 0")
+        if self.texts not in ("heldout", "all"):
+            raise ValueError("texts must be heldout or all")
+        if self.texts == "all" and not self.corpus:
+            raise ValueError("texts=all scores another corpus: give corpus=DIR")
         if any(n < 1 for n in self.lengths):
             raise ValueError("lengths must be >= 1")
+
+
+def unseen_examples(setup, path: str, limit: int) -> list[Example]:
+    """Every text of corpus `path` at the setup's lengths that the encoder never trained on
+    (by id or tokens), in the held-out order; the corpus must share the encoder's m."""
+    from .core import EncoderError, read_corpus
+    from .data import _unit
+    _, _, xs, m = read_corpus(path, setup.lm)
+    ref = setup.corpus_m if setup.corpus_m is not None else setup.m
+    if ref is None or not torch.equal(m, ref.float().cpu()):
+        raise EncoderError(f"corpus {path} was fitted with another m than the encoder's "
+                           "training corpus, so its e's are not comparable")
+    seen = setup.split.train_corpus + setup.split.train_raw
+    ids, toks = {x.text_id for x in seen}, {tuple(x.token_ids) for x in seen}
+    keep = set(setup.lengths)
+    xs = [x for x in xs if x.n in keep and x.text_id not in ids
+          and tuple(x.token_ids) not in toks]
+    if not xs:
+        raise EncoderError(f"corpus {path} has no text of lengths {sorted(keep)} that the "
+                           "encoder did not train on")
+    xs.sort(key=lambda x: _unit(setup.split.cfg.seed, f"eval|{x.text_id}"))
+    return xs[:limit] if limit else xs
 
 
 def positions_block(enc, setup, examples: list[Example], knn: str) -> dict:
@@ -258,10 +291,13 @@ def main(argv=None) -> int:
         blob = ckpt.read(cfg.checkpoint)
         ecfg = C.from_dict(EncoderConfig, blob["config"])
         corpus = cfg.corpus or ecfg.data.corpus
-        # evaluation has no curriculum, and another corpus replaces the training ones
+        # evaluation has no curriculum; with texts=heldout another corpus replaces the
+        # training ones, with texts=all the training corpora stay for the baselines
+        own = cfg.texts == "all" or not cfg.corpus
         data = dataclasses.replace(
-            ecfg.data, corpus=corpus, lengths=list(cfg.lengths or ecfg.data.lengths),
-            curriculum=[], extra_corpora=[] if cfg.corpus else ecfg.data.extra_corpora)
+            ecfg.data, corpus=ecfg.data.corpus if own else corpus,
+            lengths=list(cfg.lengths or ecfg.data.lengths), curriculum=[],
+            extra_corpora=ecfg.data.extra_corpora if own else [])
         ecfg = dataclasses.replace(ecfg, data=data, device=cfg.device or ecfg.device)
         enc, decoder, m, blob = ckpt.load(cfg.checkpoint, device=ecfg.device)
         if corpus:
@@ -274,7 +310,12 @@ def main(argv=None) -> int:
     except (EncoderError, C.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    examples = setup.split.eval_set(cfg.limit)
+    try:
+        examples = (unseen_examples(setup, corpus, cfg.limit) if cfg.texts == "all" else
+                    setup.split.eval_set(cfg.limit))
+    except EncoderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with mlflow_run("encoder", cfg, run_name="evaluate", enabled=cfg.mlflow) as mr:
         mr.tags({"stage": "encoder-evaluate", "model": blob["llm"]["name"],
                  "corpus": corpus, "encoder": blob["path"]})

@@ -164,3 +164,27 @@ def test_curriculum_encoder_trains_and_evaluates_at_any_lengths(tmp_path, enc_co
     assert main(["--checkpoint", str(out), "mlflow=false", "lengths=[4]",
                  f"out={tmp_path / 'ev'}"]) == 0
     assert _last_json(capsys)[0]["texts"] > 0
+
+
+def test_evaluate_all_texts_of_a_corpus_skips_what_the_encoder_trained_on(trained, capsys,
+                                                                           tmp_path, enc_corpus):
+    import shutil
+
+    from data_gen.corpus import load_m, save_m
+    from encoder.evaluate import main
+    assert main(["--checkpoint", str(trained), "mlflow=false", f"out={tmp_path / 'a'}"]) == 0
+    held, _ = _last_json(capsys)
+    # the training corpus itself, scored "all": only its held-out texts are left
+    assert main(["--checkpoint", str(trained), "mlflow=false", f"out={tmp_path / 'b'}",
+                 "--corpus", str(enc_corpus), "texts=all"]) == 0
+    every, _ = _last_json(capsys)
+    assert every["texts"] == held["texts"] and every["eval/knn_acc"] == held["eval/knn_acc"]
+    other = tmp_path / "other-m"
+    shutil.copytree(enc_corpus, other)
+    m, meta = load_m(other)
+    save_m(other, m * 2, meta)
+    assert main(["--checkpoint", str(trained), "mlflow=false", "--corpus", str(other),
+                 "texts=all", f"out={tmp_path / 'c'}"]) == 2
+    assert "another m" in capsys.readouterr().err
+    assert main(["--checkpoint", str(trained), "mlflow=false", "texts=all"]) == 2
+    assert "give corpus=DIR" in capsys.readouterr().err
