@@ -384,8 +384,6 @@ class Fitter:
         `group_size`, trained jointly), 'frozen' (the given vector, not trained).
         race: restarts of one text compete; the first to solve ends its siblings ('dropped').
         """
-        recipe = self.recipe
-        max_steps = max_steps or recipe.max_steps
         if "unit" not in (e_mode, m_mode):
             group_size = 1
         if m_mode == "frozen" and m is None and self.arr.uses_m:
@@ -396,256 +394,294 @@ class Fitter:
             raise ValueError(f"group_size {group_size} exceeds batch_size {self.batch_size}")
         for r in rows:
             self.check_length(len(r.token_ids))
-        n_in, rows = len(rows), list(rows)   # tail restarts append their rows after the input's
-        tail = self.tail_restarts if group_size == 1 and "row" in (e_mode, m_mode) else 0
-        outcomes = _Outcomes(rows, tail)
-        finish = outcomes.finish
-
-        # Units: groups of rows that share the 'unit'-mode vector. Sorting by length keeps a
-        # batch's lengths similar; groups are consecutive rows in the caller's order.
-        if group_size == 1:
-            order = sorted(range(len(rows)), key=lambda i: (len(rows[i].token_ids), i))
-            units = [_Unit([i], rows[i].key, rows[i].restart) for i in order]
-        else:
-            units = [_Unit(list(range(s, min(s + group_size, len(rows)))),
-                           f"group{s // group_size}", 0) for s in range(0, len(rows), group_size)]
-        waiting = list(range(len(units)))[::-1]  # pop() from the end = next unit
-
-        d, dev = self.d, self.device
-        tabs = {"e": _Table(d, dev, e_mode != "frozen"), "m": _Table(d, dev, m_mode != "frozen")}
-        modes = {"e": e_mode, "m": m_mode}
-        fixed = {"e": e, "m": m}
-        # per active row
-        row_idx: list[int] = []          # input row index
-        row_unit: list[int] = []         # index into active units
-        unit_ids: list[int] = []         # active unit -> units[] index
-        tokens = torch.zeros(0, 0, dtype=torch.long, device=dev)
-        n_tok = torch.zeros(0, dtype=torch.long, device=dev)
-        row_secs: dict[int, float] = {}
-        row_attempt: dict[int, int] = {}
-        # restarts need single-row units (no 'unit' mode) with a row vector to re-draw
-        restart_after = (recipe.restart_after if "unit" not in (e_mode, m_mode)
-                         and "row" in (e_mode, m_mode) else 0)
-        results, solved_keys = outcomes.results, outcomes.solved_keys
-        total = n_in
-        t_start = time.time()
-        step_no = 0
-
-        use_start = self.start is not None and "frozen" not in (e_mode, m_mode)
-        center = {"e": self.e_center if self.e_center is not None else
-                  (self.start[0] if use_start else None),
-                  "m": self.start[1] if use_start else None}
-
-        def vec_init(kind: str, unit: _Unit, ridx: int | None, attempt: int = 0) -> torch.Tensor:
-            if fixed[kind] is not None and modes[kind] == "frozen":
-                return fixed[kind].detach().float().reshape(1, d)
-            key, rs = (rows[ridx].key, rows[ridx].restart) if ridx is not None else (unit.key,
-                                                                                   unit.restart)
-            # Paper scheme: N(0, init_std); default init_std is the embedding std.
-            what = kind if attempt == 0 else f"{kind}#{attempt}"
-            v = init_vector(row_seed(self.seed, key, rs, what), d, self.std)
-            if center[kind] is not None:
-                v = v + center[kind]
-            if self.row_center is not None and ridx is not None:
-                delta = self.row_center(rows[ridx]).get(kind)
-                if delta is not None:
-                    v = v + delta.detach().float().cpu().reshape(d)
-            if kind == "e" and self.recipe.e_init == "tokens" and ridx is not None:
-                with torch.no_grad():
-                    ids = torch.tensor(rows[ridx].token_ids, dtype=torch.long)
-                    mean = self.lm.embed(ids).float().mean(0).cpu()
-                v = v + mean * (self.std * math.sqrt(d) / float(mean.norm().clamp(min=1e-12)))
-            return v.reshape(1, d)
-
-        def add_tail_rows() -> bool:
-            """Queue extra restarts of stragglers for the batch's free rows."""
-            free = self.batch_size - len(row_idx)
-            if free <= 0:
-                return False
-            lead = tabs["e"] if modes["e"] == "row" else tabs["m"]
-            age = dict(zip(row_idx, lead.steps().tolist())) if self.tail_after else {}
-            new = outcomes.add_tail_rows(free, outcomes.stragglers(age, self.tail_after))
-            for ri in new:
-                units.append(_Unit([ri], rows[ri].key, rows[ri].restart))
-                waiting.insert(0, len(units) - 1)
-            return bool(new)
-
-        def admit():
-            nonlocal tokens, n_tok
-            while waiting or (tail and add_tail_rows()):
-                u = units[waiting[-1]]
-                if race and u.key in solved_keys:
-                    waiting.pop()
-                    for ri in u.rows:
-                        finish(ri, self._dropped(rows, ri))
-                    continue
-                if len(row_idx) + len(u.rows) > self.batch_size:
-                    break
-                uid = len(unit_ids)
-                unit_ids.append(waiting.pop())
-                for kind in ("e", "m"):
-                    if modes[kind] == "row":
-                        tabs[kind].add(torch.cat([vec_init(kind, u, ri) for ri in u.rows]))
-                    elif modes[kind] == "unit":
-                        tabs[kind].add(vec_init(kind, u, None))
-                    elif len(tabs[kind]) == 0:
-                        tabs[kind].add(vec_init(kind, u, None))
-                new = [rows[ri].token_ids for ri in u.rows]
-                L = max([tokens.shape[1]] + [len(t) for t in new])
-                tokens = F.pad(tokens, (0, L - tokens.shape[1]), value=-100)
-                add = torch.full((len(new), L), -100, dtype=torch.long)
-                for j, t in enumerate(new):
-                    add[j, : len(t)] = torch.tensor(t, dtype=torch.long)
-                tokens = torch.cat([tokens, add.to(dev)])
-                n_tok = torch.cat([n_tok, torch.tensor([len(t) for t in new], device=dev)])
-                for ri in u.rows:
-                    outcomes.admitted(ri)
-                    row_idx.append(ri)
-                    row_unit.append(uid)
-                    row_secs[ri] = 0.0
-                    row_attempt[ri] = 0
-
-        admit()
-        while row_idx:
-            t0 = time.perf_counter()
-            n_max = int(n_tok.max())
-            ru = torch.tensor(row_unit, device=dev)
-            leaves = {}
-            per_row = {}
-            for kind in ("e", "m"):
-                tab = tabs[kind]
-                leaf = tab.p.detach().requires_grad_(tab.trainable)
-                leaves[kind] = leaf
-                if modes[kind] == "row":
-                    per_row[kind] = leaf
-                elif modes[kind] == "unit":
-                    per_row[kind] = leaf[ru]
-                else:
-                    per_row[kind] = leaf.expand(len(row_idx), d)
-            tgt = tokens[:, :n_max]
-            x = self.arr.build(per_row["e"], per_row["m"], n_max, self.prefix_emb,
-                               self.lm.embed(tgt.clamp(min=0)).float()
-                               if self.arr.autoregressive else None)
-            logits = forward_scores(self.lm, self.arr, x, n_max)
-            loss_r, hits = row_losses(logits, tgt, n_tok, recipe)
-            train = [leaves[k] for k in ("e", "m") if tabs[k].trainable]
-            finite = torch.isfinite(loss_r)
-            grads = torch.autograd.grad(torch.where(finite, loss_r, 0).sum(), train,
-                                        allow_unused=True) if train else []
-            c = hits.sum(1)
-            acc = c.float() / n_tok.float()
-            # A unit is done when all its rows hit the target, or at the step cap, or on NaN.
-            u_count = torch.zeros(len(unit_ids), device=dev).index_add_(0, ru, torch.ones_like(acc))
-            u_ok = torch.zeros(len(unit_ids), device=dev).index_add_(
-                0, ru, (acc >= recipe.target_accuracy - 1e-9).float())
-            u_nan = torch.zeros(len(unit_ids), device=dev).index_add_(0, ru, (~finite).float())
-            solved_u = (u_ok == u_count)
-            unit_steps = self._unit_steps(tabs, modes, ru, len(unit_ids))
-            capped = unit_steps >= max_steps
-            done_u = solved_u | capped | (u_nan > 0)
-            dt = time.perf_counter() - t0
-            for j, ri in enumerate(row_idx):
-                row_secs[ri] += dt / len(row_idx)
+        b = _Batch(self, list(rows), {"e": e_mode, "m": m_mode}, {"e": e, "m": m},
+                   group_size, race, max_steps or self.recipe.max_steps)
+        n_in, t_start, step_no = len(rows), time.time(), 0
+        b.admit()
+        while b.row_idx:
+            dt = b.step()
             step_no += 1
-            if bool(done_u.any()):
-                accl, cl, ll = acc.tolist(), c.tolist(), loss_r.detach().tolist()
-                for j, ri in enumerate(row_idx):
-                    uj = row_unit[j]
-                    if not bool(done_u[uj]):
-                        continue
-                    status = ("ok" if bool(solved_u[uj]) else
-                              "nan" if bool(u_nan[uj] > 0) else "max_steps")
-                    finish(ri, FitResult(
-                        index=ri, key=rows[ri].key, restart=rows[ri].restart,
-                        e=per_row["e"][j].detach().float().cpu().clone(),
-                        m=(per_row["m"][j].detach().float().cpu().clone()
-                           if self.arr.uses_m else None),
-                        accuracy=accl[j], c_tokens=int(cl[j]), n_tokens=len(rows[ri].token_ids),
-                        loss=ll[j], steps=int(unit_steps[uj]), seconds=row_secs[ri],
-                        solved=bool(solved_u[uj]), status=status,
-                        attempts=row_attempt[ri] + 1))
-            # Update the parameters of units that go on (finished ones are dropped below).
-            for k, g in zip([k for k in ("e", "m") if tabs[k].trainable], grads):
-                if g is not None:
-                    tabs[k].step(torch.nan_to_num(g), recipe)
-            if restart_after:
-                # units are single rows here, so active row j is unit j and table entry j
-                lead = tabs["e"] if modes["e"] == "row" else tabs["m"]
-                # a row whose budget is spent is reported next step with what it reached, not
-                # with a fresh init
-                fresh = (lead.t >= restart_after) & ~done_u & (lead.steps() < max_steps)
-                for j in fresh.nonzero().flatten().tolist():
-                    ri = row_idx[j]
-                    row_attempt[ri] += 1
-                    for kind in ("e", "m"):
-                        if modes[kind] == "row":
-                            tabs[kind].reset(j, vec_init(kind, units[unit_ids[j]], ri,
-                                                         row_attempt[ri]))
-            # Drop finished units (and, in a race, siblings of a text that just solved).
-            keep_u = ~done_u
-            if race and solved_keys:
-                for uj, u_id in enumerate(unit_ids):
-                    u = units[u_id]
-                    if bool(keep_u[uj]) and u.key in solved_keys:
-                        keep_u[uj] = False
-                        for ri in u.rows:
-                            finish(ri, self._dropped(rows, ri, row_secs.get(ri, 0.0),
-                                                     int(unit_steps[uj])))
-            if outcomes.cancel:
-                # units are single rows whenever tail rows exist
-                for uj, u_id in enumerate(unit_ids):
-                    if units[u_id].rows[0] in outcomes.cancel:
-                        keep_u[uj] = False
-                outcomes.cancel.clear()
-            if not bool(keep_u.all()):
-                keep_rows = keep_u[ru]
-                kr = keep_rows.nonzero().squeeze(1)
-                ku = keep_u.nonzero().squeeze(1)
-                remap = torch.full((len(unit_ids),), -1, dtype=torch.long)
-                remap[ku.cpu()] = torch.arange(len(ku))
-                for kind in ("e", "m"):
-                    if modes[kind] == "row":
-                        tabs[kind].keep(kr)
-                    elif modes[kind] == "unit":
-                        tabs[kind].keep(ku)
-                kr_l = kr.tolist()
-                row_idx = [row_idx[j] for j in kr_l]
-                row_unit = [int(remap[row_unit[j]]) for j in kr_l]
-                unit_ids = [unit_ids[j] for j in ku.tolist()]
-                tokens, n_tok = tokens[kr], n_tok[kr]
-                if len(n_tok):
-                    tokens = tokens[:, : int(n_tok.max())]
-                else:
-                    tokens = tokens[:, :0]
-                admit()
-            elif tail and len(row_idx) < self.batch_size:
-                admit()   # a text may have become a straggler
             if progress is not None:
-                progress({"step": step_no, "done": len(results), "total": total,
+                results = b.outcomes.results
+                progress({"step": step_no, "done": len(results), "total": n_in,
                           "solved": sum(r.solved for r in results.values()),
-                          "active": len(row_idx), "seconds": time.time() - t_start,
+                          "active": len(b.row_idx), "seconds": time.time() - t_start,
                           "step_seconds": dt})
-        return [results[i] for i in range(n_in)]
+        return [b.outcomes.results[i] for i in range(n_in)]
 
-    @staticmethod
-    def _unit_steps(tabs, modes, ru, n_units) -> torch.Tensor:
-        """Steps taken by each active unit (from whichever vector is trained)."""
-        for kind in ("e", "m"):
-            if modes[kind] == "unit":
-                return tabs[kind].steps()
-        for kind in ("e", "m"):
-            if modes[kind] == "row":
-                # rows of a unit start together, so any row's count is the unit's
-                out = torch.zeros(n_units, device=ru.device)
-                out[ru] = tabs[kind].steps()
-                return out
-        return torch.full((n_units,), float("inf"), device=ru.device)
-
-    def _dropped(self, rows, ri, secs=0.0, steps=0) -> FitResult:
+    def dropped(self, rows, ri, secs=0.0, steps=0) -> FitResult:
+        """The result of a row ended because a sibling restart of its text solved first."""
         return FitResult(index=ri, key=rows[ri].key, restart=rows[ri].restart,
                          e=torch.full((self.d,), float("nan")), m=None, accuracy=0.0, c_tokens=0,
                          n_tokens=len(rows[ri].token_ids), loss=float("nan"), steps=steps,
                          seconds=secs, solved=False, status="dropped")
+
+
+class _Batch:
+    """One fit's state: the units waiting and active, the active rows' vectors (per row or per
+    unit), their padded tokens, and the outcomes. `step()` is one optimisation step of every
+    active row; finished units leave the batch and waiting ones take their place."""
+
+    def __init__(self, fitter: Fitter, rows: list[FitRow], modes: dict, fixed: dict,
+                 group_size: int, race: bool, max_steps: int):
+        self.f, self.recipe, self.rows = fitter, fitter.recipe, rows
+        self.modes, self.fixed, self.race, self.max_steps = modes, fixed, race, max_steps
+        # tail restarts append their rows after the input's; they need single-row units
+        self.tail = fitter.tail_restarts if group_size == 1 and "row" in modes.values() else 0
+        self.outcomes = _Outcomes(rows, self.tail)
+        # Units: groups of rows that share the 'unit'-mode vector. Sorting by length keeps a
+        # batch's lengths similar; groups are consecutive rows in the caller's order.
+        if group_size == 1:
+            order = sorted(range(len(rows)), key=lambda i: (len(rows[i].token_ids), i))
+            self.units = [_Unit([i], rows[i].key, rows[i].restart) for i in order]
+        else:
+            self.units = [_Unit(list(range(s, min(s + group_size, len(rows)))),
+                                f"group{s // group_size}", 0)
+                          for s in range(0, len(rows), group_size)]
+        self.waiting = list(range(len(self.units)))[::-1]  # pop() from the end = next unit
+        d, dev = fitter.d, fitter.device
+        self.tabs = {k: _Table(d, dev, modes[k] != "frozen") for k in ("e", "m")}
+        self.row_idx: list[int] = []     # active row -> input row index
+        self.row_unit: list[int] = []    # active row -> index into active units
+        self.unit_ids: list[int] = []    # active unit -> units[] index
+        self.tokens = torch.zeros(0, 0, dtype=torch.long, device=dev)
+        self.n_tok = torch.zeros(0, dtype=torch.long, device=dev)
+        self.row_secs: dict[int, float] = {}
+        self.row_attempt: dict[int, int] = {}
+        # restarts need single-row units (no 'unit' mode) with a row vector to re-draw
+        self.restart_after = (self.recipe.restart_after if "unit" not in modes.values()
+                              and "row" in modes.values() else 0)
+        use_start = fitter.start is not None and "frozen" not in modes.values()
+        self.center = {"e": fitter.e_center if fitter.e_center is not None else
+                       (fitter.start[0] if use_start else None),
+                       "m": fitter.start[1] if use_start else None}
+
+    # ------------------------------------------------------------ vectors and admission
+
+    def vec_init(self, kind: str, unit: _Unit, ridx: int | None, attempt: int = 0):
+        f, d = self.f, self.f.d
+        if self.fixed[kind] is not None and self.modes[kind] == "frozen":
+            return self.fixed[kind].detach().float().reshape(1, d)
+        row = self.rows[ridx] if ridx is not None else None
+        key, rs = (row.key, row.restart) if row is not None else (unit.key, unit.restart)
+        # Paper scheme: N(0, init_std); default init_std is the embedding std.
+        what = kind if attempt == 0 else f"{kind}#{attempt}"
+        v = init_vector(row_seed(f.seed, key, rs, what), d, f.std)
+        if self.center[kind] is not None:
+            v = v + self.center[kind]
+        if f.row_center is not None and row is not None:
+            delta = f.row_center(row).get(kind)
+            if delta is not None:
+                v = v + delta.detach().float().cpu().reshape(d)
+        if kind == "e" and self.recipe.e_init == "tokens" and row is not None:
+            with torch.no_grad():
+                mean = f.lm.embed(torch.tensor(row.token_ids, dtype=torch.long)).float()
+                mean = mean.mean(0).cpu()
+            v = v + mean * (f.std * math.sqrt(d) / float(mean.norm().clamp(min=1e-12)))
+        return v.reshape(1, d)
+
+    def lead(self) -> _Table:
+        """The per-row table whose step counts are the rows' ages."""
+        return self.tabs["e"] if self.modes["e"] == "row" else self.tabs["m"]
+
+    def add_tail_rows(self) -> bool:
+        """Queue extra restarts of stragglers for the batch's free rows."""
+        free = self.f.batch_size - len(self.row_idx)
+        if free <= 0:
+            return False
+        after = self.f.tail_after
+        age = dict(zip(self.row_idx, self.lead().steps().tolist())) if after else {}
+        new = self.outcomes.add_tail_rows(free, self.outcomes.stragglers(age, after))
+        for ri in new:
+            self.units.append(_Unit([ri], self.rows[ri].key, self.rows[ri].restart))
+            self.waiting.insert(0, len(self.units) - 1)
+        return bool(new)
+
+    def admit(self):
+        """Fill the batch with waiting units (and tail restarts once none waits)."""
+        while self.waiting or (self.tail and self.add_tail_rows()):
+            u = self.units[self.waiting[-1]]
+            if self.race and u.key in self.outcomes.solved_keys:
+                self.waiting.pop()
+                for ri in u.rows:
+                    self.outcomes.finish(ri, self.f.dropped(self.rows, ri))
+                continue
+            if len(self.row_idx) + len(u.rows) > self.f.batch_size:
+                break
+            self._add_unit(u, self.waiting.pop())
+
+    def _add_unit(self, u: _Unit, u_id: int):
+        uid = len(self.unit_ids)
+        self.unit_ids.append(u_id)
+        for kind in ("e", "m"):
+            mode, tab = self.modes[kind], self.tabs[kind]
+            if mode == "row":
+                tab.add(torch.cat([self.vec_init(kind, u, ri) for ri in u.rows]))
+            elif mode == "unit" or len(tab) == 0:   # frozen: one vector for every row
+                tab.add(self.vec_init(kind, u, None))
+        new = [self.rows[ri].token_ids for ri in u.rows]
+        L = max([self.tokens.shape[1]] + [len(t) for t in new])
+        tokens = F.pad(self.tokens, (0, L - self.tokens.shape[1]), value=-100)
+        add = torch.full((len(new), L), -100, dtype=torch.long)
+        for j, t in enumerate(new):
+            add[j, : len(t)] = torch.tensor(t, dtype=torch.long)
+        self.tokens = torch.cat([tokens, add.to(tokens.device)])
+        self.n_tok = torch.cat([self.n_tok, torch.tensor([len(t) for t in new],
+                                                         device=self.n_tok.device)])
+        for ri in u.rows:
+            self.outcomes.admitted(ri)
+            self.row_idx.append(ri)
+            self.row_unit.append(uid)
+            self.row_secs[ri] = 0.0
+            self.row_attempt[ri] = 0
+
+    # ------------------------------------------------------------ one step
+
+    def step(self) -> float:
+        """One optimisation step of every active row; returns its seconds."""
+        t0 = time.perf_counter()
+        ru = torch.tensor(self.row_unit, device=self.tokens.device)
+        leaves, per_row = self._leaves(ru)
+        n_max = int(self.n_tok.max())
+        tgt = self.tokens[:, :n_max]
+        f = self.f
+        x = f.arr.build(per_row["e"], per_row["m"], n_max, f.prefix_emb,
+                        f.lm.embed(tgt.clamp(min=0)).float() if f.arr.autoregressive else None)
+        loss_r, hits = row_losses(forward_scores(f.lm, f.arr, x, n_max), tgt, self.n_tok,
+                                  self.recipe)
+        train = [leaves[k] for k in ("e", "m") if self.tabs[k].trainable]
+        finite = torch.isfinite(loss_r)
+        grads = torch.autograd.grad(torch.where(finite, loss_r, 0).sum(), train,
+                                    allow_unused=True) if train else []
+        acc = hits.sum(1).float() / self.n_tok.float()
+        solved_u, nan_u, unit_steps = self._unit_state(ru, acc, finite)
+        done_u = solved_u | (unit_steps >= self.max_steps) | nan_u
+        dt = time.perf_counter() - t0
+        for ri in self.row_idx:
+            self.row_secs[ri] += dt / len(self.row_idx)
+        if bool(done_u.any()):
+            self._report(done_u, solved_u, nan_u, unit_steps, per_row, acc, hits, loss_r)
+        # Update the parameters of units that go on (finished ones are dropped below).
+        for k, g in zip([k for k in ("e", "m") if self.tabs[k].trainable], grads):
+            if g is not None:
+                self.tabs[k].step(torch.nan_to_num(g), self.recipe)
+        if self.restart_after:
+            self._restart_stalled(done_u)
+        self._drop(done_u, unit_steps, ru)
+        return dt
+
+    def _leaves(self, ru: torch.Tensor) -> tuple[dict, dict]:
+        """Each table's leaf tensor, and its vector for every active row."""
+        leaves, per_row = {}, {}
+        for kind in ("e", "m"):
+            tab = self.tabs[kind]
+            leaf = leaves[kind] = tab.p.detach().requires_grad_(tab.trainable)
+            if self.modes[kind] == "row":
+                per_row[kind] = leaf
+            elif self.modes[kind] == "unit":
+                per_row[kind] = leaf[ru]
+            else:
+                per_row[kind] = leaf.expand(len(self.row_idx), self.f.d)
+        return leaves, per_row
+
+    def _unit_state(self, ru, acc, finite):
+        """Per active unit: all rows at the target, any row NaN, steps taken. A unit is done
+        when all its rows hit the target, or at the step cap, or on NaN."""
+        n_u = len(self.unit_ids)
+
+        def per_unit(v):
+            return torch.zeros(n_u, device=ru.device).index_add_(0, ru, v.float())
+        ok = per_unit(acc >= self.recipe.target_accuracy - 1e-9) == per_unit(torch.ones_like(acc))
+        return ok, per_unit(~finite) > 0, self._unit_steps(ru, n_u)
+
+    def _unit_steps(self, ru, n_units) -> torch.Tensor:
+        """Steps taken by each active unit (from whichever vector is trained)."""
+        for kind in ("e", "m"):
+            if self.modes[kind] == "unit":
+                return self.tabs[kind].steps()
+        for kind in ("e", "m"):
+            if self.modes[kind] == "row":
+                # rows of a unit start together, so any row's count is the unit's
+                out = torch.zeros(n_units, device=ru.device)
+                out[ru] = self.tabs[kind].steps()
+                return out
+        return torch.full((n_units,), float("inf"), device=ru.device)
+
+    def _report(self, done_u, solved_u, nan_u, unit_steps, per_row, acc, hits, loss_r):
+        """Hand the rows of finished units to the outcomes."""
+        accl, cl, ll = acc.tolist(), hits.sum(1).tolist(), loss_r.detach().tolist()
+        uses_m = self.f.arr.uses_m
+        for j, ri in enumerate(self.row_idx):
+            uj = self.row_unit[j]
+            if not bool(done_u[uj]):
+                continue
+            status = ("ok" if bool(solved_u[uj]) else
+                      "nan" if bool(nan_u[uj]) else "max_steps")
+            row = self.rows[ri]
+            self.outcomes.finish(ri, FitResult(
+                index=ri, key=row.key, restart=row.restart,
+                e=per_row["e"][j].detach().float().cpu().clone(),
+                m=per_row["m"][j].detach().float().cpu().clone() if uses_m else None,
+                accuracy=accl[j], c_tokens=int(cl[j]), n_tokens=len(row.token_ids),
+                loss=ll[j], steps=int(unit_steps[uj]), seconds=self.row_secs[ri],
+                solved=bool(solved_u[uj]), status=status,
+                attempts=self.row_attempt[ri] + 1))
+
+    def _restart_stalled(self, done_u):
+        """Re-draw the vectors of rows that ran restart_after steps unsolved. Units are single
+        rows here, so active row j is unit j and table entry j. A row whose budget is spent is
+        reported next step with what it reached, not with a fresh init."""
+        lead = self.lead()
+        fresh = (lead.t >= self.restart_after) & ~done_u & (lead.steps() < self.max_steps)
+        for j in fresh.nonzero().flatten().tolist():
+            ri = self.row_idx[j]
+            self.row_attempt[ri] += 1
+            for kind in ("e", "m"):
+                if self.modes[kind] == "row":
+                    self.tabs[kind].reset(j, self.vec_init(kind, self.units[self.unit_ids[j]],
+                                                           ri, self.row_attempt[ri]))
+
+    def _drop(self, done_u, unit_steps, ru):
+        """Drop finished units (and, in a race, siblings of a text that just solved; with tail
+        restarts, rows whose text a sibling settled), then refill the batch."""
+        keep_u = ~done_u
+        solved_keys = self.outcomes.solved_keys
+        if self.race and solved_keys:
+            for uj, u_id in enumerate(self.unit_ids):
+                u = self.units[u_id]
+                if bool(keep_u[uj]) and u.key in solved_keys:
+                    keep_u[uj] = False
+                    for ri in u.rows:
+                        self.outcomes.finish(ri, self.f.dropped(
+                            self.rows, ri, self.row_secs.get(ri, 0.0), int(unit_steps[uj])))
+        if self.outcomes.cancel:
+            # units are single rows whenever tail rows exist
+            for uj, u_id in enumerate(self.unit_ids):
+                if self.units[u_id].rows[0] in self.outcomes.cancel:
+                    keep_u[uj] = False
+            self.outcomes.cancel.clear()
+        if not bool(keep_u.all()):
+            self._keep(keep_u, ru)
+            self.admit()
+        elif self.tail and len(self.row_idx) < self.f.batch_size:
+            self.admit()   # a text may have become a straggler
+
+    def _keep(self, keep_u, ru):
+        kr = keep_u[ru].nonzero().squeeze(1)
+        ku = keep_u.nonzero().squeeze(1)
+        remap = torch.full((len(self.unit_ids),), -1, dtype=torch.long)
+        remap[ku.cpu()] = torch.arange(len(ku))
+        for kind in ("e", "m"):
+            if self.modes[kind] == "row":
+                self.tabs[kind].keep(kr)
+            elif self.modes[kind] == "unit":
+                self.tabs[kind].keep(ku)
+        kr_l = kr.tolist()
+        self.row_idx = [self.row_idx[j] for j in kr_l]
+        self.row_unit = [int(remap[self.row_unit[j]]) for j in kr_l]
+        self.unit_ids = [self.unit_ids[j] for j in ku.tolist()]
+        self.tokens, self.n_tok = self.tokens[kr], self.n_tok[kr]
+        self.tokens = self.tokens[:, : int(self.n_tok.max()) if len(self.n_tok) else 0]
 
 
 def fit_texts(lm: LoadedModel, token_lists: list[list[int]], recipe: Recipe | str = "default",
