@@ -462,12 +462,178 @@ def _scan(root: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[int]]
     return shards, pairs, missing
 
 
+def _load_lm(cfg: BuildConfig):
+    import torch
+
+    from proto.models import load_model
+    device = cfg.device or None
+    if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one GPU per rank
+    return load_model(cfg.model, device=device, dtype=cfg.dtype)
+
+
+def _setup(cfg: BuildConfig, lm):
+    """(fitter, build info): what build.json records and a resumed build must match."""
+    from proto.fit import Fitter
+    recipe = _recipe(cfg)
+    fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
+                    tail_restarts=cfg.tail_restarts, tail_after=cfg.tail_after)
+    if cfg.m_init == "start":
+        fitter.e_center = corpus_start(lm, recipe)[0]
+    arr = fitter.arr
+    precision = str(lm.dtype).replace("torch.", "")
+    content = content_config(cfg, precision)
+    info = {
+        "format": K.FORMAT, "model": lm.identity, "precision": precision,
+        "arrangement": {"name": arr.name, "prefix": list(arr.prefix),
+                        "prefix_spec": recipe.prefix},
+        "recipe": dataclasses.asdict(recipe), "d_model": lm.d_model,
+        "config": content, "fingerprint": fingerprint(content),
+    }
+    return fitter, info
+
+
+def _texts(cfg: BuildConfig, lm, fitter, root: Path, rank: int):
+    """(texts, source stats, newly generated texts), every text checked to fit the model."""
+    generate, generated = _generator(lm, root, rank, cfg.wait_seconds)
+    texts, text_stats = corpus_texts(cfg.sources, lm.tokenize, lm.detokenize, cfg.seed,
+                                     generate)
+    if not texts:
+        raise C.ConfigError("the sources gave no texts (counts all 0?)")
+    for t in texts:
+        try:
+            fitter.check_length(len(t.token_ids))
+        except ValueError as exc:
+            raise C.ConfigError(str(exc)) from None
+    return texts, text_stats, generated
+
+
+def _write_start(cfg: BuildConfig, root: Path, rank: int, info: dict, have, generated: dict):
+    """build.json (new corpus), config.yaml and the generated-texts cache (rank 0)."""
+    if have is None:
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(root / "build.json", info)
+    if rank == 0:
+        atomic_write_bytes(root / "config.yaml", C.dump_yaml(cfg).encode())
+        if generated:
+            old = json.loads((root / GENERATED).read_text()) if (
+                root / GENERATED).exists() else {}
+            atomic_write_json(root / GENERATED, {**old, **generated})
+
+
+def _corpus_m(cfg: BuildConfig, lm, fitter, root: Path, rank: int, info: dict, warm, prog):
+    """The shared m: rank 0 makes and saves it once, other ranks wait for it."""
+    m_path = root / "m.safetensors"
+    if not fitter.arr.uses_m:
+        return None
+    if not m_path.exists() and rank == 0:
+        K.remove_stale_temps(root, m_path.name)
+        m_fit, meta = shared_m(lm, cfg, fitter.recipe, warm, prog)
+        K.save_m(root, m_fit, {"fingerprint": info["fingerprint"], "model": lm.identity,
+                               **meta})
+    elif not m_path.exists():
+        prog.line("waiting for rank 0 to write m.safetensors")
+        _wait_for(m_path, cfg.wait_seconds, "the shared m")
+    m, m_meta = K.load_m(root)
+    if m_meta.get("fingerprint") != info["fingerprint"]:
+        raise C.ConfigError(f"{m_path} belongs to another build config; refusing to mix")
+    return m.float()
+
+
+def _chunk(lm, fitter, cfg: BuildConfig, root: Path, i: int, texts: list[Text], m, prog):
+    """Fit (or keep) chunk i's shard and check (or keep) its pairs shard; returns (fitted
+    table or None, 'fitted' | 'redone' | 'skipped' | 'pairs')."""
+    import pyarrow.parquet as pq
+    state, why = K.check_shard(root, K.SHARDS, i)
+    if state == "corrupt":
+        moved = K.move_aside(root, K.SHARDS, i)
+        prog.line(f"warning: shard {i} is corrupt ({why['why']}); moved aside as "
+                  f"{', '.join(moved)} and redoing the chunk")
+    table = None
+    if state != "ok":
+        K.remove_stale_temps(root / K.SHARDS, K.chunk_name(i))
+        table = fit_chunk(lm, fitter, cfg, texts, m, prog.fit_cb(i))
+        K.write_shard(root, K.SHARDS, i, table)
+    pstate, pwhy = K.check_shard(root, K.PAIRS, i)
+    if pstate == "corrupt":
+        moved = K.move_aside(root, K.PAIRS, i)
+        prog.line(f"warning: pairs shard {i} is corrupt ({pwhy['why']}); moved aside "
+                  f"as {', '.join(moved)} and redoing it")
+    if pstate != "ok":
+        if table is None:
+            table = pq.read_table(K.shard_paths(root, K.SHARDS, i)[0])
+        K.remove_stale_temps(root / K.PAIRS, K.chunk_name(i))
+        K.write_shard(root, K.PAIRS, i, chunk_pairs(lm, fitter.arr, cfg, i, table, m))
+    if state == "ok":
+        return None, "skipped" if pstate == "ok" else "pairs"
+    return table, "redone" if state == "corrupt" else "fitted"
+
+
+def _chunks(lm, fitter, cfg: BuildConfig, root: Path, texts: list[Text], m, rank: int,
+            world: int, prog) -> dict:
+    """Every chunk of this rank; returns counts of chunks fitted, skipped and redone."""
+    n_chunks = math.ceil(len(texts) / cfg.chunk_size)
+    mine = [i for i in range(n_chunks) if i % world == rank]
+    if cfg.order == "reverse":
+        mine.reverse()
+    size = cfg.chunk_size
+    prog.total = sum(len(texts[i * size:(i + 1) * size]) for i in mine)
+    n = {"fitted": 0, "redone": 0, "skipped": 0, "pairs": 0}
+    for j, i in enumerate(mine):
+        chunk_texts = texts[i * size:(i + 1) * size]
+        table, what = _chunk(lm, fitter, cfg, root, i, chunk_texts, m, prog)
+        n[what] += 1
+        if what == "skipped":
+            prog.total -= len(chunk_texts)
+        elif table is not None:
+            solved = len({t for t, s in zip(table.column("text_id").to_pylist(),
+                                            table.column("solved").to_pylist()) if s})
+            prog.chunk_done(i, len(chunk_texts), solved, len(mine) - j - 1)
+    return {"chunks": n_chunks, "chunks_done": n["fitted"] + n["redone"],
+            "chunks_skipped": n["skipped"], "chunks_redone": n["redone"]}
+
+
+def _manifest(lm, root: Path, info: dict, texts: list[Text], text_stats: dict, warm,
+              n_chunks: int, uses_m: bool) -> dict:
+    """Scan the shards, write manifest.json (complete, or partial unless a complete one is
+    there already) and return its counts with the rows' stats and pairs tables."""
+    import pyarrow.parquet as pq
+    shards, pairs, missing = _scan(root, n_chunks)
+    status = "complete" if not missing else "partial"
+    man_path = root / "manifest.json"
+    prior = None
+    if man_path.exists():
+        try:
+            prior = json.loads(man_path.read_text()).get("status")
+        except (OSError, ValueError):
+            prior = None
+    cols = ["text_id", "restart", "solved", "steps", "accuracy"]
+    stats_tab = _concat([pq.read_table(root / x["path"], columns=cols) for x in shards
+                         if x.get("path")])
+    pairs_tab = _concat([pq.read_table(root / x["path"]) for x in pairs if x.get("path")])
+    n_rows = stats_tab.num_rows if stats_tab is not None else 0
+    tids = stats_tab.column("text_id").to_pylist() if n_rows else []
+    solved = ({t for t, s in zip(tids, stats_tab.column("solved").to_pylist()) if s}
+              if n_rows else set())
+    counts = {"texts_planned": len(texts), "texts": len(set(tids)), "rows": n_rows,
+              "solved_texts": len(solved), "pairs": pairs_tab.num_rows if pairs_tab is not None else 0,
+              "chunks": n_chunks, "chunks_missing": len(missing),
+              **{f"sources_{k}": v for k, v in text_stats.items()}}
+    if status == "complete" or prior != "complete":
+        man = {**{k: info[k] for k in ("format", "model", "precision", "arrangement",
+                                        "recipe", "d_model", "config", "fingerprint")},
+               "status": status, "m": "m.safetensors" if uses_m else None,
+               "h_lm": "nats; " + _h_lm_how(lm), "counts": counts,
+               "warm_text_ids": [t.text_id for t in warm],
+               "shards": shards, "pairs": pairs, "missing_chunks": missing}
+        atomic_write_json(man_path, man)
+    return {"status": status, "counts": counts, "missing": missing,
+            "tables": (stats_tab, pairs_tab)}
+
+
 def build(cfg: BuildConfig, lm=None) -> dict:
     """Build or resume the corpus of `cfg` (lm: an already loaded model, for tests)."""
     import torch
-
-    from proto.fit import Fitter
-    from proto.models import load_model
     t_start = time.time()
     rank, world = _rank_world()
     root = Path(cfg.out)
@@ -477,164 +643,46 @@ def build(cfg: BuildConfig, lm=None) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        if lm is None:
-            device = cfg.device or None
-            if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-                device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one GPU per rank
-            lm = load_model(cfg.model, device=device, dtype=cfg.dtype)
-        recipe = _recipe(cfg)
-        fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
-                        tail_restarts=cfg.tail_restarts, tail_after=cfg.tail_after)
-        if cfg.m_init == "start":
-            fitter.e_center = corpus_start(lm, recipe)[0]
-        arr = fitter.arr
-        precision = str(lm.dtype).replace("torch.", "")
-        content = content_config(cfg, precision)
-        info = {
-            "format": K.FORMAT, "model": lm.identity, "precision": precision,
-            "arrangement": {"name": arr.name, "prefix": list(arr.prefix),
-                            "prefix_spec": recipe.prefix},
-            "recipe": dataclasses.asdict(recipe), "d_model": lm.d_model,
-            "config": content, "fingerprint": fingerprint(content),
-        }
+        lm = _load_lm(cfg) if lm is None else lm
+        fitter, info = _setup(cfg, lm)
         if have is not None:
             _refuse_if_different(root, have, info)
-
-        generate, generated = _generator(lm, root, rank, cfg.wait_seconds)
-        texts, text_stats = corpus_texts(cfg.sources, lm.tokenize, lm.detokenize, cfg.seed,
-                                         generate)
-        if not texts:
-            raise C.ConfigError("the sources gave no texts (counts all 0?)")
-        for t in texts:
-            try:
-                fitter.check_length(len(t.token_ids))
-            except ValueError as exc:
-                raise C.ConfigError(str(exc)) from None
+        texts, text_stats, generated = _texts(cfg, lm, fitter, root, rank)
         # Nothing is written before the config, the model and the sources have been accepted.
-        if have is None:
-            root.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(root / "build.json", info)
-        if rank == 0:
-            atomic_write_bytes(root / "config.yaml", C.dump_yaml(cfg).encode())
-            if generated:
-                old = json.loads((root / GENERATED).read_text()) if (
-                    root / GENERATED).exists() else {}
-                atomic_write_json(root / GENERATED, {**old, **generated})
+        _write_start(cfg, root, rank, info, have, generated)
         prog = Progress(rank, world, 0, cfg.progress_seconds)
         for k, v in text_stats.items():
             prog.line(f"sources: {k}: {v}")
-
-        # ---- the shared m
-        m_path = root / "m.safetensors"
         warm = warm_set(cfg, texts)
-        m = None
-        if arr.uses_m:
-            if not m_path.exists() and rank == 0:
-                K.remove_stale_temps(root, m_path.name)
-                m_fit, meta = shared_m(lm, cfg, recipe, warm, prog)
-                K.save_m(root, m_fit, {"fingerprint": info["fingerprint"],
-                                       "model": lm.identity, **meta})
-            elif not m_path.exists():
-                prog.line("waiting for rank 0 to write m.safetensors")
-                _wait_for(m_path, cfg.wait_seconds, "the shared m")
-            m, m_meta = K.load_m(root)
-            if m_meta.get("fingerprint") != info["fingerprint"]:
-                raise C.ConfigError(f"{m_path} belongs to another build config; refusing to mix")
-            m = m.float()
+        m = _corpus_m(cfg, lm, fitter, root, rank, info, warm, prog)
         if cfg.init_from:
             encoder_starts(lm, fitter, cfg, texts, m, prog)
-
-        # ---- chunks
         t_chunks = time.time()
-        n_chunks = math.ceil(len(texts) / cfg.chunk_size)
-        mine = [i for i in range(n_chunks) if i % world == rank]
-        if cfg.order == "reverse":
-            mine.reverse()
-        prog.total = sum(len(texts[i * cfg.chunk_size:(i + 1) * cfg.chunk_size]) for i in mine)
-        done = skipped = redone = 0
-        import pyarrow.parquet as pq
-        for j, i in enumerate(mine):
-            chunk_texts = texts[i * cfg.chunk_size:(i + 1) * cfg.chunk_size]
-            state, why = K.check_shard(root, K.SHARDS, i)
-            if state == "corrupt":
-                moved = K.move_aside(root, K.SHARDS, i)
-                prog.line(f"warning: shard {i} is corrupt ({why['why']}); moved aside as "
-                          f"{', '.join(moved)} and redoing the chunk")
-                redone += 1
-            table = None
-            if state != "ok":
-                K.remove_stale_temps(root / K.SHARDS, K.chunk_name(i))
-                table = fit_chunk(lm, fitter, cfg, chunk_texts, m, prog.fit_cb(i))
-                K.write_shard(root, K.SHARDS, i, table)
-                done += 1
-            pstate, pwhy = K.check_shard(root, K.PAIRS, i)
-            if pstate == "corrupt":
-                moved = K.move_aside(root, K.PAIRS, i)
-                prog.line(f"warning: pairs shard {i} is corrupt ({pwhy['why']}); moved aside "
-                          f"as {', '.join(moved)} and redoing it")
-            if pstate != "ok":
-                if table is None:
-                    table = pq.read_table(K.shard_paths(root, K.SHARDS, i)[0])
-                K.remove_stale_temps(root / K.PAIRS, K.chunk_name(i))
-                K.write_shard(root, K.PAIRS, i, chunk_pairs(lm, arr, cfg, i, table, m))
-            if state == "ok" and pstate == "ok":
-                skipped += 1
-                prog.total -= len(chunk_texts)
-                continue
-            if table is not None and state != "ok":
-                solved = len({t for t, s in zip(table.column("text_id").to_pylist(),
-                                                table.column("solved").to_pylist()) if s})
-                prog.chunk_done(i, len(chunk_texts), solved, len(mine) - j - 1)
-
+        chunks = _chunks(lm, fitter, cfg, root, texts, m, rank, world, prog)
         chunk_seconds = time.time() - t_chunks
-        # ---- manifest
-        shards, pairs, missing = _scan(root, n_chunks)
-        status = "complete" if not missing else "partial"
-        man_path = root / "manifest.json"
-        prior = None
-        if man_path.exists():
-            try:
-                prior = json.loads(man_path.read_text()).get("status")
-            except (OSError, ValueError):
-                prior = None
-        cols = ["text_id", "restart", "solved", "steps", "accuracy"]
-        stats_tab = _concat([pq.read_table(root / x["path"], columns=cols) for x in shards
-                             if x.get("path")])
-        pairs_tab = _concat([pq.read_table(root / x["path"]) for x in pairs if x.get("path")])
-        n_rows = stats_tab.num_rows if stats_tab is not None else 0
-        tids = stats_tab.column("text_id").to_pylist() if n_rows else []
-        solved_set = ({t for t, s in zip(tids, stats_tab.column("solved").to_pylist()) if s}
-                      if n_rows else set())
-        n_pairs = pairs_tab.num_rows if pairs_tab is not None else 0
-        counts = {"texts_planned": len(texts), "texts": len(set(tids)), "rows": n_rows,
-                  "solved_texts": len(solved_set), "pairs": n_pairs, "chunks": n_chunks,
-                  "chunks_missing": len(missing), **{f"sources_{k}": v
-                                                     for k, v in text_stats.items()}}
-        if status == "complete" or prior != "complete":
-            man = {**{k: info[k] for k in ("format", "model", "precision", "arrangement",
-                                            "recipe", "d_model", "config", "fingerprint")},
-                   "status": status, "m": "m.safetensors" if arr.uses_m else None,
-                   "h_lm": "nats; " + _h_lm_how(lm), "counts": counts,
-                   "warm_text_ids": [t.text_id for t in warm],
-                   "shards": shards, "pairs": pairs, "missing_chunks": missing}
-            atomic_write_json(man_path, man)
-        secs = time.time() - t_start
-        summary = {
-            "corpus": str(root), "status": status, "texts": counts["texts"],
-            "texts_planned": len(texts), "rows": n_rows, "solved": len(solved_set),
-            "solved_frac": round(len(solved_set) / max(1, counts["texts"]), 4),
-            "pairs": n_pairs, "chunks": n_chunks, "chunks_done": done,
-            "chunks_skipped": skipped, "chunks_redone": redone,
-            "missing_chunks": len(missing), "rank": rank, "world_size": world,
-            "model": lm.name, "seconds": round(secs, 2),
-            "chunk_seconds": round(chunk_seconds, 2), "texts_fitted": prog.done,
-            "texts_per_hour": round(prog.done / secs * 3600, 1) if secs > 0 else 0.0,
-        }
-        summary["_tables"] = (stats_tab, pairs_tab)
-        return summary
+        man = _manifest(lm, root, info, texts, text_stats, warm, chunks["chunks"],
+                        fitter.arr.uses_m)
+        return _summary(lm, root, man, chunks, rank, world, prog, time.time() - t_start,
+                        chunk_seconds)
     finally:
         if cfg.threads:
             torch.set_num_threads(old_threads)
+
+
+def _summary(lm, root: Path, man: dict, chunks: dict, rank: int, world: int, prog,
+             secs: float, chunk_seconds: float) -> dict:
+    """The build's JSON summary (plus `_tables`: the rows' stats and the pairs)."""
+    c = man["counts"]
+    return {
+        "corpus": str(root), "status": man["status"], "texts": c["texts"],
+        "texts_planned": c["texts_planned"], "rows": c["rows"], "solved": c["solved_texts"],
+        "solved_frac": round(c["solved_texts"] / max(1, c["texts"]), 4),
+        "pairs": c["pairs"], **chunks, "missing_chunks": len(man["missing"]),
+        "rank": rank, "world_size": world, "model": lm.name, "seconds": round(secs, 2),
+        "chunk_seconds": round(chunk_seconds, 2), "texts_fitted": prog.done,
+        "texts_per_hour": round(prog.done / secs * 3600, 1) if secs > 0 else 0.0,
+        "_tables": man["tables"],
+    }
 
 
 def _concat(tables):
