@@ -91,6 +91,12 @@ def raw_pool(cfg: DataConfig, lengths: list[int], tokenize, detokenize) -> list[
             for t in texts]
 
 
+def eval_order(xs: list[Example], seed: int, limit: int = 0) -> list[Example]:
+    """The first `limit` of xs (0 = all) in the evaluation order: seeded, by text id."""
+    xs = sorted(xs, key=lambda x: _unit(seed, f"eval|{x.text_id}"))
+    return xs[:limit] if limit else xs
+
+
 class Split:
     """Training and held-out examples, and the stream of training positions."""
 
@@ -137,14 +143,15 @@ class Split:
 
     def eval_set(self, limit: int) -> list[Example]:
         """The first `limit` held-out texts in a fixed seeded order (0 = all)."""
-        xs = sorted(self.heldout, key=lambda x: _unit(self.cfg.seed, f"eval|{x.text_id}"))
-        return xs[:limit] if limit else xs
+        return eval_order(self.heldout, self.cfg.seed, limit)
 
     def _pick(self, kind: str, pool: list[Example], k: int) -> Example:
         epoch, i = divmod(k, len(pool))  # kind names the pool: source and active lengths
         key = (kind, epoch)
         if key not in self._perms:
-            self._perms = {kk: v for kk, v in self._perms.items() if kk[1] >= epoch - 1}
+            # keep each pool's current and previous epoch (pools differ in size)
+            self._perms = {kk: v for kk, v in self._perms.items()
+                           if kk[0] != kind or kk[1] >= epoch - 1}
             perm = list(range(len(pool)))
             random.Random(f"{self.cfg.seed}|{kind}|{epoch}").shuffle(perm)
             self._perms[key] = perm

@@ -214,7 +214,7 @@ def unseen_examples(setup, path: str, limit: int) -> list[Example]:
     """Every text of corpus `path` at the setup's lengths that the encoder never trained on
     (by id or tokens), in the held-out order; the corpus must share the encoder's m."""
     from .core import EncoderError, read_corpus
-    from .data import _unit
+    from .data import eval_order
     _, _, xs, m = read_corpus(path, setup.lm)
     ref = setup.corpus_m if setup.corpus_m is not None else setup.m
     if ref is None or not torch.equal(m, ref.float().cpu()):
@@ -228,8 +228,7 @@ def unseen_examples(setup, path: str, limit: int) -> list[Example]:
     if not xs:
         raise EncoderError(f"corpus {path} has no text of lengths {sorted(keep)} that the "
                            "encoder did not train on")
-    xs.sort(key=lambda x: _unit(setup.split.cfg.seed, f"eval|{x.text_id}"))
-    return xs[:limit] if limit else xs
+    return eval_order(xs, setup.split.cfg.seed, limit)
 
 
 def positions_block(enc, setup, examples: list[Example], knn: str) -> dict:
