@@ -270,51 +270,42 @@ def refine_block(cfg: EvalConfig, enc, setup, examples: list[Example]) -> dict:
     return out
 
 
-def main(argv=None) -> int:
+def load_setup(cfg: EvalConfig):
+    """(checkpoint blob, encoder, setup, evaluated corpus) of an evaluation config."""
     from proto import config as C
+
+    from . import checkpoint as ckpt
+    from .config import EncoderConfig
+    from .core import EncoderError, check_corpus, prepare
+    blob = ckpt.read(cfg.checkpoint)
+    ecfg = C.from_dict(EncoderConfig, blob["config"])
+    corpus = cfg.corpus or ecfg.data.corpus
+    # evaluation has no curriculum; with texts=heldout another corpus replaces the
+    # training ones, with texts=all the training corpora stay for the baselines
+    own = cfg.texts == "all" or not cfg.corpus
+    data = dataclasses.replace(
+        ecfg.data, corpus=ecfg.data.corpus if own else corpus,
+        lengths=list(cfg.lengths or ecfg.data.lengths), curriculum=[],
+        extra_corpora=ecfg.data.extra_corpora if own else [])
+    ecfg = dataclasses.replace(ecfg, data=data, device=cfg.device or ecfg.device)
+    enc, decoder, _, blob = ckpt.load(cfg.checkpoint, device=ecfg.device)
+    if corpus:
+        _, arr = check_corpus(corpus, decoder.lm)
+        if tuple(arr.prefix) != tuple(decoder.arr.prefix) or arr.name != decoder.arr.name:
+            raise EncoderError(f"corpus {corpus} uses arrangement {arr.name} with prefix "
+                               f"{list(arr.prefix)}; the encoder decodes with "
+                               f"{decoder.arr.name} and {list(decoder.arr.prefix)}")
+    return blob, enc, prepare(ecfg, lm=decoder.lm), corpus
+
+
+def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
+                   examples: list[Example]) -> tuple[dict, dict, dict | None]:
+    """Score, break down and (refine=true) refine; log and write. -> (res, metrics, refined)"""
     from proto.tracking import run as mlflow_run
 
     from eval.common import write_outputs
 
-    from . import checkpoint as ckpt
     from . import positions as P
-    from .config import EncoderConfig
-    from .core import EncoderError, check_corpus, prepare
-    cfg = C.parse_cli(EvalConfig, __doc__, argv, prog="python -m encoder.evaluate",
-                      paths={"checkpoint": "encoder file, training output dir, or 'default'",
-                             "corpus": "corpus directory (default: the training corpus)"})
-    if cfg is None:
-        return 2
-    t0 = time.time()
-    try:
-        blob = ckpt.read(cfg.checkpoint)
-        ecfg = C.from_dict(EncoderConfig, blob["config"])
-        corpus = cfg.corpus or ecfg.data.corpus
-        # evaluation has no curriculum; with texts=heldout another corpus replaces the
-        # training ones, with texts=all the training corpora stay for the baselines
-        own = cfg.texts == "all" or not cfg.corpus
-        data = dataclasses.replace(
-            ecfg.data, corpus=ecfg.data.corpus if own else corpus,
-            lengths=list(cfg.lengths or ecfg.data.lengths), curriculum=[],
-            extra_corpora=ecfg.data.extra_corpora if own else [])
-        ecfg = dataclasses.replace(ecfg, data=data, device=cfg.device or ecfg.device)
-        enc, decoder, m, blob = ckpt.load(cfg.checkpoint, device=ecfg.device)
-        if corpus:
-            _, arr = check_corpus(corpus, decoder.lm)
-            if tuple(arr.prefix) != tuple(decoder.arr.prefix) or arr.name != decoder.arr.name:
-                raise EncoderError(f"corpus {corpus} uses arrangement {arr.name} with prefix "
-                                   f"{list(arr.prefix)}; the encoder decodes with "
-                                   f"{decoder.arr.name} and {list(decoder.arr.prefix)}")
-        setup = prepare(ecfg, lm=decoder.lm)
-    except (EncoderError, C.ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        examples = (unseen_examples(setup, corpus, cfg.limit) if cfg.texts == "all" else
-                    setup.split.eval_set(cfg.limit))
-    except EncoderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     with mlflow_run("encoder", cfg, run_name="evaluate", enabled=cfg.mlflow) as mr:
         mr.tags({"stage": "encoder-evaluate", "model": blob["llm"]["name"],
                  "corpus": corpus, "encoder": blob["path"]})
@@ -330,6 +321,27 @@ def main(argv=None) -> int:
                   "methods": res, "positions": where, "refine": refined}
         write_outputs(Path(cfg.out), cfg, report, mr,
                       plots={"positions.png": lambda rep: P.plot(rep["positions"])})
+    return res, metrics, refined
+
+
+def main(argv=None) -> int:
+    from proto import config as C
+
+    from .core import EncoderError
+    cfg = C.parse_cli(EvalConfig, __doc__, argv, prog="python -m encoder.evaluate",
+                      paths={"checkpoint": "encoder file, training output dir, or 'default'",
+                             "corpus": "corpus directory (default: the training corpus)"})
+    if cfg is None:
+        return 2
+    t0 = time.time()
+    try:
+        blob, enc, setup, corpus = load_setup(cfg)
+        examples = (unseen_examples(setup, corpus, cfg.limit) if cfg.texts == "all" else
+                    setup.split.eval_set(cfg.limit))
+    except (EncoderError, C.ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    res, metrics, refined = run_evaluation(cfg, blob, enc, setup, corpus, examples)
     print(table(res))
     summary = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),
                **({"refine": {k: {f: v[f] for f in ("solved", "texts", "steps_median",
