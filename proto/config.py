@@ -74,6 +74,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads 3e-3 (no dot) as a string; a float field means the number
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -195,16 +201,39 @@ def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | No
     return from_dict(cls, data)
 
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def producing_config(section: str, out: str | Path) -> Path | None:
+    """The shipped config under configs/<section>/ whose `out` is `out`, if one is: what a
+    "missing input" error names as the command that makes it."""
+    want = Path(out).resolve()
+    for f in sorted((CONFIGS / section).glob("*.yaml")):
+        try:
+            data = yaml.safe_load(f.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get("out") and Path(data["out"]).resolve() == want:
+            try:
+                return f.relative_to(Path.cwd())
+            except ValueError:
+                return f
+    return None
+
+
 def dump_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
 
 
 def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
-              paths: dict[str, str] | None = None) -> T | None:
+              paths: dict[str, str] | None = None,
+              lists: dict[str, str] | None = None) -> T | None:
     """The shared front of a command: `[--config FILE] [--FIELD PATH ...] [key=value ...]`.
 
     `paths` maps config fields to help texts for flags like `--corpus DIR`; their values are
     taken verbatim (a path is never YAML-parsed) and win over the file and the overrides.
+    `lists` does the same for repeatable flags (`--text A --text B`) of list fields; a
+    field's flag is spelled with dashes or underscores (`--texts-file`, `--texts_file`).
     Returns None after printing one `error:` line when the config is bad (callers exit 2).
     """
     import argparse
@@ -212,14 +241,19 @@ def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
     p = argparse.ArgumentParser(prog=prog, description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     for field, help_text in (paths or {}).items():
-        p.add_argument(f"--{field}", default=None, help=help_text)
+        flags = sorted({f"--{field}", f"--{field.replace('_', '-')}"})
+        p.add_argument(*flags, dest=field, default=None, help=help_text)
+    for field, help_text in (lists or {}).items():
+        p.add_argument(f"--{field.replace('_', '-')}", dest=field, action="append",
+                       default=None, help=help_text)
     p.add_argument("--config", default=None, help=f"YAML file of {cls.__name__} fields")
     p.add_argument("overrides", nargs="*", help="key=value (dotted keys for nested fields)")
     # intermixed: key=value overrides may come before and after the flags
     a = p.parse_intermixed_args(argv)
     try:
+        flags = {**(paths or {}), **(lists or {})}
         return load(cls, a.config, a.overrides,
-                    {f: getattr(a, f) for f in paths or {} if getattr(a, f) is not None})
+                    {f: getattr(a, f) for f in flags if getattr(a, f) is not None})
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None

@@ -65,3 +65,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_json(path: str | Path, obj) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=1, default=str) + "\n").encode())
+
+
+def read_texts(texts: list[str] | None, texts_file: str | None) -> list[str]:
+    """The given texts, then the non-empty lines of a UTF-8 file; ValueError (one line) when
+    there are none, the file cannot be read, or a given text is blank."""
+    out = list(texts or [])
+    if texts_file:
+        p = Path(texts_file)
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read texts file {p}: {exc.strerror or exc}") from None
+        try:
+            content = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"texts file {p} is not UTF-8 (byte {exc.start})") from None
+        lines = [line.rstrip("\n") for line in content.splitlines() if line.strip()]
+        if not lines:
+            raise ValueError(f"texts file {p} holds no text")
+        out += lines
+    if not out:
+        raise ValueError("no text given: use --text \"...\" or --texts-file FILE")
+    for i, t in enumerate(out):
+        if not t.strip():
+            raise ValueError(f"text {i} is empty")
+    return out
