@@ -79,29 +79,91 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_fast_bf16() -> bool:
-    """True when bf16 matmuls beat fp32 on this CPU (AMX: ~5x faster; AVX2 only: ~500x slower).
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
-    CPU flags say whether to bother; a 256^3 matmul in each dtype decides (a few ms).
-    """
+
+def _cpu_identity() -> tuple[str, set[str]]:
+    """(model name, flags) of this machine's CPU, from /proc/cpuinfo ('' and {} elsewhere)."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        info = open("/proc/cpuinfo").read()
     except OSError:
-        flags = ""
-    if "amx_bf16" not in flags and "avx512_bf16" not in flags:
-        return False
-    a = torch.randn(256, 256)
+        return "", set()
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                 if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])
+    return name, set(flags)
 
-    def rate(dt):
-        x = a.to(dt)
+
+def _measure_bf16_ratio(size: int = 256, rounds: int = 7) -> float:
+    """bf16 / fp32 time of a size^3 matmul: the best of `rounds` interleaved trials each, so
+    a load on the machine slows both dtypes alike instead of deciding the race."""
+    a = torch.randn(size, size)
+    best = {torch.bfloat16: float("inf"), torch.float32: float("inf")}
+    xs = {dt: a.to(dt) for dt in best}
+    for x in xs.values():
         x @ x
-        t = time.perf_counter()
-        for _ in range(3):
-            x @ x
-        return time.perf_counter() - t
+    for _ in range(rounds):
+        for dt, x in xs.items():
+            t = time.perf_counter()
+            for _ in range(3):
+                x @ x
+            best[dt] = min(best[dt], time.perf_counter() - t)
+    return best[torch.bfloat16] / best[torch.float32]
 
-    return rate(torch.bfloat16) < 0.67 * rate(torch.float32)
+
+@functools.lru_cache(maxsize=1)
+def cpu_precision() -> dict:
+    """Whether this CPU runs bf16 matmuls fast, decided once per machine and then fixed.
+
+    No amx_bf16 / avx512_bf16 flag: fp32, no timing (AVX2 only: bf16 ~500x slower). With one,
+    the interleaved timing decides once and the decision is cached under the cache dir, keyed
+    by CPU model, flags and torch version, so every later run on the machine resolves `auto`
+    the same way whatever else is running. PROTOSPACE_CPU_BF16=0|1 overrides both.
+    -> {"fast_bf16": bool, "reason": str}
+    """
+    forced = os.environ.get("PROTOSPACE_CPU_BF16")
+    if forced in ("0", "1"):
+        return {"fast_bf16": forced == "1", "reason": f"PROTOSPACE_CPU_BF16={forced}"}
+    name, flags = _cpu_identity()
+    have = sorted(set(BF16_FLAGS) & flags)
+    if not have:
+        return {"fast_bf16": False, "reason": "no amx_bf16 or avx512_bf16 in the CPU flags"}
+    key = hashlib.sha256(f"{name}|{' '.join(sorted(flags))}|{torch.__version__}".encode()
+                         ).hexdigest()[:16]
+    path = cache_dir() / "precision.json"
+    try:
+        cached = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError):
+        cached = None
+    if cached:
+        return {"fast_bf16": cached["fast_bf16"],
+                "reason": f"cached measurement ({path}): {cached['reason']}"}
+    ratio = _measure_bf16_ratio()
+    decision = {"fast_bf16": ratio < 0.67,
+                "reason": f"{'+'.join(have)}; bf16 matmul took {ratio:.2f}x fp32's time "
+                          f"(measured {time.strftime('%Y-%m-%d')})"}
+    _cache_decision(path, key, decision)
+    return decision
+
+
+def _cache_decision(path: Path, key: str, decision: dict) -> None:
+    from .io import atomic_write_json
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = decision
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, data)
+    except OSError:
+        pass  # a read-only cache only costs a re-measurement next time
+
+
+def cpu_fast_bf16() -> bool:
+    """True when bf16 matmuls beat fp32 on this CPU (AMX: ~5x faster; AVX2 only: ~500x slower)."""
+    return cpu_precision()["fast_bf16"]
 
 
 def default_dtype(device: torch.device) -> torch.dtype:

@@ -135,8 +135,11 @@ def _start(mlflow, config, params) -> Run:
         import yaml
         handle.text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
     flat.update(params or {})
-    if flat:
-        mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+    # what `dtype: auto` resolves to on a CPU here, and why (fixed per machine)
+    from .models import cpu_precision
+    cpu = cpu_precision()
+    flat.update({"precision.cpu_bf16": cpu["fast_bf16"], "precision.reason": cpu["reason"]})
+    mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
     return handle
 
 
