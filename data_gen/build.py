@@ -49,7 +49,11 @@ from .sources import SourceError
 from .texts import SourceConfig, Text, check_sources, corpus_texts
 
 # Config fields that do not change what a corpus contains: may differ between runs of a build.
-VOLATILE = ("out", "device", "threads", "mlflow", "wait_seconds", "progress_seconds", "order")
+# Settings that change how fast a corpus is built, not what it holds: a build may resume
+# with other values. Tail restarts only back up a straggling text with more seeds of the same
+# recipe (eval.bench_tail: never more row-steps), so they belong here too.
+VOLATILE = ("out", "device", "threads", "mlflow", "wait_seconds", "progress_seconds", "order",
+            "tail_restarts", "tail_after")
 
 
 @dataclasses.dataclass
@@ -69,8 +73,11 @@ class BuildConfig:
     restart_fraction: float = 0.1         # share of texts fitted `restarts` times (others once)
     chunk_size: int = 32                  # texts per work chunk (one shard each)
     batch_size: int = 32                  # rows per forward pass
-    tail_restarts: int = 0                # extra seeds of straggling texts in a chunk's idle
-    tail_after: float = 1.5               # rows (proto.fit's tail restarts; first solved counts)
+    # extra seeds of straggling texts in a chunk's idle rows (proto.fit's tail restarts; the
+    # first seed to solve counts): x1.96 texts/h on 32 texts, never more row-steps
+    # (eval.bench_tail); 0 = off. Groups that share a trained vector never use them.
+    tail_restarts: int = 3
+    tail_after: float = 1.5               # a straggler: a row at this x the median solved steps
     m_init: str = "joint"                 # how the shared m is made, then frozen:
     #   joint    fitted jointly with the e's of `warm_texts` texts (design.md's recipe)
     #   rowmean  the warm texts fitted each with its own m; m = the mean of those m's
@@ -139,10 +146,6 @@ def content_config(cfg: BuildConfig, precision: str) -> dict:
     for k in VOLATILE:
         d.pop(k, None)
     d["dtype"] = precision
-    if not d.get("tail_restarts"):
-        # without tail restarts a corpus is what it always was: same fingerprint
-        d.pop("tail_restarts", None)
-        d.pop("tail_after", None)
     return d
 
 
@@ -469,7 +472,19 @@ def _load_lm(cfg: BuildConfig):
     device = cfg.device or None
     if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one GPU per rank
-    return load_model(cfg.model, device=device, dtype=cfg.dtype)
+    return load_model(cfg.model, device=device, dtype=_dtype(cfg))
+
+
+def _dtype(cfg: BuildConfig) -> str:
+    """`auto` resumes a corpus in the precision it was begun in (its build.json says which),
+    so a resumed build never refuses itself over precision."""
+    bj = Path(cfg.out) / "build.json"
+    if cfg.dtype == "auto" and bj.exists():
+        try:
+            return json.loads(bj.read_text()).get("precision") or cfg.dtype
+        except (OSError, ValueError):
+            return cfg.dtype
+    return cfg.dtype
 
 
 def _setup(cfg: BuildConfig, lm):

@@ -35,9 +35,10 @@ from proto import config as C
 from proto.tracking import metric_key
 
 SHARED = ("model", "device", "dtype", "sources", "seed")   # BuildConfig fields of every arm
-DEFAULT_ARMS = [{"name": "start"}, {"name": "start+tail", "tail_restarts": 2},
-                {"name": "encoder", "init_from": "default"},
-                {"name": "encoder+tail", "init_from": "default", "tail_restarts": 2}]
+# data_gen.build backs up stragglers with tail restarts by default; the plain arms turn them off
+DEFAULT_ARMS = [{"name": "start", "tail_restarts": 0}, {"name": "start+tail"},
+                {"name": "encoder", "init_from": "default", "tail_restarts": 0},
+                {"name": "encoder+tail", "init_from": "default"}]
 
 
 @dataclasses.dataclass

@@ -5,9 +5,10 @@
   python -m eval.bench_fit model=tiny-random n_texts=4 batch_size=2 n_tokens=8 cap=100   # tiny CPU run
 
 1. texts solved per hour: batched continuous fitting (n_texts streamed through a batch of
-   batch_size rows, a solved row's slot refilled at once; 0 = all texts in one batch) vs the
-   per-text loop (batch 1, one text after another, as in the reference implementations), same
-   recipe and seeds; beside it the rate ceiling batching can reach on this machine: seconds per
+   batch_size rows, a solved row's slot refilled at once; 0 = all texts in one batch; idle
+   rows back up stragglers with `tail_restarts` extra seeds, as proto.fit does by default) vs
+   the per-text loop (batch 1, one text after another, as in the reference implementations),
+   same recipe and seeds; beside it the rate ceiling batching can reach on this machine: seconds per
    row-step of a full batch at each of `scaling_batches`, against batch 1;
 2. steps to solve: default recipe vs paper recipe on the first paper_texts texts (0 = all),
    both capped at `cap` (a text unsolved at the cap counts as `cap`, so the ratio is a lower
@@ -39,6 +40,7 @@ class BenchConfig:
     source: str = "britannica"
     n_texts: int = 24
     batch_size: int = 8           # 0 = every text in one batch (no refilling)
+    tail_restarts: int = 3        # the batched arm's backups of stragglers (proto.fit's default)
     n_tokens: int = 16
     cap: int = 400
     recipe: str = "default"
@@ -52,8 +54,8 @@ class BenchConfig:
     def __post_init__(self):
         if self.n_texts < 1 or self.n_tokens < 1 or self.cap < 1 or self.profile_batch < 1:
             raise ValueError("n_texts, n_tokens, cap and profile_batch must be >= 1")
-        if self.batch_size < 0 or self.paper_texts < 0:
-            raise ValueError("batch_size and paper_texts must be >= 0 (0 = all texts)")
+        if self.batch_size < 0 or self.paper_texts < 0 or self.tail_restarts < 0:
+            raise ValueError("batch_size, paper_texts and tail_restarts must be >= 0")
         if not self.scaling_batches or min(self.scaling_batches) < 1:
             raise ValueError("scaling_batches must be positive batch sizes")
 
@@ -157,7 +159,8 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     out["batch_size"] = bs
     log(f"[1/3] batched: {len(rows)} texts of {cfg.n_tokens} tokens through a batch of {bs} ...")
     t0 = time.perf_counter()
-    batched = Fitter(lm, recipe, batch_size=bs, seed=cfg.seed).fit(rows)
+    batched = Fitter(lm, recipe, batch_size=bs, seed=cfg.seed,
+                     tail_restarts=cfg.tail_restarts).fit(rows)
     t_batched = time.perf_counter() - t0
     log(f"      {sum(r.solved for r in batched)}/{len(rows)} solved in {t_batched:.0f} s")
     log("[1/3] per-text loop (batch 1) on the same texts ...")

@@ -1,6 +1,9 @@
-"""Tail restarts benchmark: today's fitter vs the same fitter filling idle rows, side by side.
+"""Tail restarts benchmark: the fitter without tail restarts vs the same fitter filling idle
+rows with extra seeds of straggling texts (the default of proto.fit and data_gen.build), side
+by side.
 
   python -m eval.bench_tail                                      # 32 texts, SmolLM2, ~12 min here
+  python -m eval.bench_tail texts_file=configs/eval/sentences.txt   # 32 sentences of 15-20 tokens
   python -m eval.bench_tail "tail_after=[0,1.5]"                 # back up at once vs stragglers
   python -m eval.bench_tail n_texts=128 batch_size=32            # a longer stream
   python -m eval.bench_tail init_from=default                    # start at the encoder's e
@@ -9,14 +12,15 @@
 
 A small fitting job is decided by its slowest texts: once no row waits, the batch shrinks to a
 few unsolved texts. Every arm fits the same texts with the same recipe, seeds and batch size;
-the first is today's fitter, the others (`Fitter(tail_restarts=k, tail_after=a)`, one arm per
+the first has no tail restarts, the others (`Fitter(tail_restarts=k, tail_after=a)`, one arm per
 value of `tail_after`) fill idle rows with up to k extra restarts of each straggler (a text
 whose row has run a x the median solved steps; a = 0: every unsolved text at once), the first
 of its rows to solve being its result. Rows are independent, so every text's own row follows
 the same path in every arm: a tail arm can only solve a text sooner in steps, and pays for it
-in the cost of fuller batches. Reported per arm: texts solved, wall seconds, texts solved per
+in the cost of fuller batches. `texts_file` takes the first n_texts lines of a file (each at
+its own length) instead of n_tokens-token windows of `source`. Reported per arm: texts solved, wall seconds, texts solved per
 hour, median steps (a text won by a tail row counts that row's steps), row-steps run; the
-ratio tail / today of texts per hour for each tail arm. `init_from` (an encoder checkpoint or
+ratio tail / no tail of texts per hour for each tail arm. `init_from` (an encoder checkpoint or
 'default') starts every row at the encoder's e plus refinement noise, with m frozen at the
 encoder's m, as `proto.fit --init-from` does. Writes
 out/{config.yaml,results.json,table.md,bench_tail.png}; logs to MLflow (experiment `eval`);
@@ -31,6 +35,7 @@ import time
 
 from eval import common as E
 from proto import config as C
+from proto.io import read_texts
 from proto.models import DEFAULT_MODEL
 
 
@@ -40,6 +45,7 @@ class TailConfig:
     device: str = ""
     dtype: str = "auto"
     source: str = "britannica"
+    texts_file: str = ""      # one text per line: its first n_texts lines instead of `source`
     n_texts: int = 32
     n_tokens: int = 16
     batch_size: int = 32
@@ -102,8 +108,11 @@ def bench(cfg: TailConfig, log=E.stderr_log) -> dict:
     from proto.fit import FitRow
     from proto.models import load_model
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
-    texts = [ids for _, ids in sample_texts(lm.tokenize, cfg.source, cfg.n_tokens, cfg.n_texts,
-                                            seed=cfg.seed)]
+    if cfg.texts_file:
+        texts = [lm.tokenize(t) for t in read_texts([], cfg.texts_file)][: cfg.n_texts]
+    else:
+        texts = [ids for _, ids in sample_texts(lm.tokenize, cfg.source, cfg.n_tokens,
+                                                cfg.n_texts, seed=cfg.seed)]
     rows = [FitRow(ids, str(i)) for i, ids in enumerate(texts)]
     starts = None
     if cfg.init_from:

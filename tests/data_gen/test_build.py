@@ -168,15 +168,14 @@ def test_a_different_config_is_refused(ref, tiny):
         B.build(_cfg(ref[0], "recipe_overrides.lr=0.1"), lm=tiny)
 
 
-def test_tail_restarts_change_the_fingerprint_only_when_used(ref, tiny):
-    """A corpus built without tail restarts resumes under a config that says 0; one asking for
-    tail restarts is another corpus and is refused."""
+def test_tail_restarts_are_a_speed_setting_a_build_may_resume_with(ref, tiny):
+    """Tail restarts (on by default) only back up stragglers with more seeds of the same
+    recipe: they are not part of a corpus's fingerprint, so a corpus resumes with any value."""
     base = B.content_config(_cfg(ref[0]), "float32")
-    assert "tail_restarts" not in base
+    assert "tail_restarts" not in base and "tail_after" not in base
     assert B.content_config(_cfg(ref[0], "tail_restarts=0", "tail_after=3"), "float32") == base
-    assert B.content_config(_cfg(ref[0], "tail_restarts=2"), "float32")["tail_restarts"] == 2
-    with pytest.raises(C.ConfigError, match="tail_restarts"):
-        B.build(_cfg(ref[0], "tail_restarts=2"), lm=tiny)
+    assert B.build(_cfg(ref[0], "tail_restarts=0"), lm=tiny)["status"] == "complete"
+    assert B.BuildConfig().tail_restarts > 0
 
 
 def test_a_recipe_that_resolves_differently_is_refused(ref, tiny, monkeypatch):
