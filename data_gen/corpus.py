@@ -202,11 +202,22 @@ def load_m(root: str | Path):
 
 # ---------------------------------------------------------------- readers
 
+def build_command(root: str | Path) -> str:
+    """The command that builds (or finishes) corpus `root`."""
+    from proto.config import producing_config
+    cfg = producing_config("data_gen", root)
+    if cfg is not None:
+        return f"python -m data_gen.build --config {cfg}"
+    return f"python -m data_gen.build --config configs/data_gen/default.yaml out={root}"
+
+
 def read_manifest(root: str | Path) -> dict:
     p = Path(root) / "manifest.json"
     if not p.exists():
-        raise CorpusError(f"{root} has no manifest.json (not a corpus, or its build never "
-                          f"reached the end: rerun the build command to finish it)")
+        what = ("its build never reached the end" if (Path(root) / "build.json").exists()
+                else "no corpus is there yet")
+        raise CorpusError(f"{root} has no manifest.json ({what}): build it with "
+                          f"{build_command(root)}")
     try:
         man = json.loads(p.read_text())
     except (OSError, ValueError) as exc:

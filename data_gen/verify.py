@@ -137,8 +137,8 @@ def main(argv=None) -> int:
     root = Path(a.corpus)
     if not root.is_dir() or not ((root / "manifest.json").exists()
                                  or (root / "build.json").exists()):
-        print(f"error: {root} is not a corpus directory (no manifest.json or build.json)",
-              file=sys.stderr)
+        print(f"error: {root} is not a corpus directory (no manifest.json or build.json): "
+              f"build it with {K.build_command(root)}", file=sys.stderr)
         return 2
     try:
         files = check_files(root)

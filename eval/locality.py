@@ -98,10 +98,11 @@ def open_corpus(path: str, allow_partial: bool) -> dict:
         raise K.CorpusError("no corpus given: pass --corpus DIR (a data_gen.build output)")
     root = Path(path)
     if not root.exists():
-        raise K.CorpusError(f"corpus {root} does not exist")
+        raise K.CorpusError(f"corpus {root} does not exist: build it with "
+                            f"{K.build_command(root)}")
     if not root.is_dir():
         raise K.CorpusError(f"corpus {root} is not a directory")
-    hint = "rerun its data_gen.build command to finish it, or pass allow_partial=true"
+    hint = f"finish it with {K.build_command(root)}, or pass allow_partial=true"
     if (root / "manifest.json").exists():
         man = K.read_manifest(root)
         if man.get("status") != "complete" and not allow_partial:

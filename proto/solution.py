@@ -34,7 +34,9 @@ def load(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     from safetensors import safe_open
     p = Path(path)
     if not p.is_file():
-        raise SolutionError(f"solution file not found: {p}")
+        raise SolutionError(f"solution file not found: {p} (write one with python -m proto.fit "
+                            f"--texts-file F --out {p}, or python -m encoder.encode "
+                            f"--texts-file F --out {p})")
     try:
         with safe_open(str(p), framework="pt") as f:
             raw = (f.metadata() or {}).get("protospace")

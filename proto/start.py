@@ -75,7 +75,8 @@ def load_start(spec: str, lm, arrangement: str = "e_m", prefix: str = "sink"
     else:
         path = Path(spec)
         if not path.is_file():
-            raise ValueError(f"start file {spec} not found")
+            raise ValueError(f"start file {spec} not found (learn one with python -m proto.meta "
+                             f"--config configs/proto/meta.yaml out={spec})")
         data = _read(path)
     if data["weights_sha256"] != lm.weights_sha256:
         raise ValueError(f"start file {path} was learned on other weights ({data.get('model')}), "
