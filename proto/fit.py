@@ -150,6 +150,9 @@ class FitResult:
     solved: bool
     status: str = "ok"  # ok | max_steps | nan | dropped (a sibling restart solved first)
     attempts: int = 1   # inits tried (Recipe.restart_after); steps counts all of them
+    # Fitter.fit(trace=...): accuracy after K steps for each traced K the row reached (a row
+    # that solved before K counts as solved at K, since the fitter stops it there)
+    trace: dict[int, float] = dataclasses.field(default_factory=dict)
 
 
 def row_seed(seed: int, key: str, restart: int, what: str) -> int:
@@ -168,7 +171,7 @@ def init_vector(seed: int, d: int, std: float) -> torch.Tensor:
     return torch.randn(d, generator=g) * std
 
 
-def _lr_factor(recipe: Recipe, step: torch.Tensor) -> torch.Tensor:
+def lr_factor(recipe: Recipe, step: torch.Tensor) -> torch.Tensor:
     """Per-row learning-rate multiplier at (1-based) step counts `step`."""
     f = torch.ones_like(step, dtype=torch.float32)
     if recipe.warmup_steps > 0:
@@ -181,8 +184,10 @@ def _lr_factor(recipe: Recipe, step: torch.Tensor) -> torch.Tensor:
     return f
 
 
-class _Table:
-    """A set of vectors with per-vector AdamW state (elementwise, so vectors stay independent)."""
+class RowAdam:
+    """A set of vectors with per-vector AdamW state (elementwise, so vectors stay independent):
+    the fitter's optimiser, and a refinement loop's wherever the fitter's steps must be
+    replayed outside it (e.g. unrolled refinement in encoder training)."""
 
     def __init__(self, d: int, device, trainable: bool):
         self.d, self.device, self.trainable = d, device, trainable
@@ -223,7 +228,7 @@ class _Table:
         """torch.optim.AdamW's update, vectorised with a step count per vector."""
         self.t += 1
         t = self.t.unsqueeze(1)
-        lr = recipe.lr * _lr_factor(recipe, self.t).unsqueeze(1)
+        lr = recipe.lr * lr_factor(recipe, self.t).unsqueeze(1)
         self.p.mul_(1 - lr * recipe.weight_decay)
         self.ea.lerp_(grad, 1 - recipe.beta1)
         self.eas.mul_(recipe.beta2).addcmul_(grad, grad, value=1 - recipe.beta2)
@@ -377,12 +382,14 @@ class Fitter:
     def fit(self, rows: list[FitRow], *, e_mode: ShareMode = "row", m_mode: ShareMode = "row",
             group_size: int = 1, m: torch.Tensor | None = None, e: torch.Tensor | None = None,
             race: bool = False, progress: Callable[[dict], None] | None = None,
-            max_steps: int | None = None) -> list[FitResult]:
+            max_steps: int | None = None, trace: tuple[int, ...] = ()) -> list[FitResult]:
         """Fit every row; returns one FitResult per row, in input order.
 
         e_mode/m_mode: 'row' (own vector per row), 'unit' (shared by the rows of a group of
         `group_size`, trained jointly), 'frozen' (the given vector, not trained).
         race: restarts of one text compete; the first to solve ends its siblings ('dropped').
+        trace: step counts K at which each row's accuracy is recorded (FitResult.trace), e.g.
+        (0, 1, 2, 5, 10, 20) for a refinement curve; 0 is the start itself.
         """
         if "unit" not in (e_mode, m_mode):
             group_size = 1
@@ -395,7 +402,7 @@ class Fitter:
         for r in rows:
             self.check_length(len(r.token_ids))
         b = _Batch(self, list(rows), {"e": e_mode, "m": m_mode}, {"e": e, "m": m},
-                   group_size, race, max_steps or self.recipe.max_steps)
+                   group_size, race, max_steps or self.recipe.max_steps, trace)
         n_in, t_start, step_no = len(rows), time.time(), 0
         b.admit()
         while b.row_idx:
@@ -423,8 +430,10 @@ class _Batch:
     active row; finished units leave the batch and waiting ones take their place."""
 
     def __init__(self, fitter: Fitter, rows: list[FitRow], modes: dict, fixed: dict,
-                 group_size: int, race: bool, max_steps: int):
+                 group_size: int, race: bool, max_steps: int, trace: tuple[int, ...] = ()):
         self.f, self.recipe, self.rows = fitter, fitter.recipe, rows
+        self.trace_at = set(trace)
+        self.traces: dict[int, dict[int, float]] = {}
         self.modes, self.fixed, self.race, self.max_steps = modes, fixed, race, max_steps
         # tail restarts append their rows after the input's; they need single-row units
         self.tail = fitter.tail_restarts if group_size == 1 and "row" in modes.values() else 0
@@ -440,7 +449,7 @@ class _Batch:
                           for s in range(0, len(rows), group_size)]
         self.waiting = list(range(len(self.units)))[::-1]  # pop() from the end = next unit
         d, dev = fitter.d, fitter.device
-        self.tabs = {k: _Table(d, dev, modes[k] != "frozen") for k in ("e", "m")}
+        self.tabs = {k: RowAdam(d, dev, modes[k] != "frozen") for k in ("e", "m")}
         self.row_idx: list[int] = []     # active row -> input row index
         self.row_unit: list[int] = []    # active row -> index into active units
         self.unit_ids: list[int] = []    # active unit -> units[] index
@@ -480,7 +489,7 @@ class _Batch:
             v = v + mean * (f.std * math.sqrt(d) / float(mean.norm().clamp(min=1e-12)))
         return v.reshape(1, d)
 
-    def lead(self) -> _Table:
+    def lead(self) -> RowAdam:
         """The per-row table whose step counts are the rows' ages."""
         return self.tabs["e"] if self.modes["e"] == "row" else self.tabs["m"]
 
@@ -554,6 +563,8 @@ class _Batch:
         grads = torch.autograd.grad(torch.where(finite, loss_r, 0).sum(), train,
                                     allow_unused=True) if train else []
         acc = hits.sum(1).float() / self.n_tok.float()
+        if self.trace_at:
+            self._trace(acc)
         solved_u, nan_u, unit_steps = self._unit_state(ru, acc, finite)
         done_u = solved_u | (unit_steps >= self.max_steps) | nan_u
         dt = time.perf_counter() - t0
@@ -569,6 +580,12 @@ class _Batch:
             self._restart_stalled(done_u)
         self._drop(done_u, unit_steps, ru)
         return dt
+
+    def _trace(self, acc: torch.Tensor):
+        """Record each active row's accuracy at the traced step counts it is at now."""
+        for j, (ri, k) in enumerate(zip(self.row_idx, self.lead().steps().tolist())):
+            if int(k) in self.trace_at:
+                self.traces.setdefault(ri, {})[int(k)] = float(acc[j])
 
     def _leaves(self, ru: torch.Tensor) -> tuple[dict, dict]:
         """Each table's leaf tensor, and its vector for every active row."""
@@ -625,7 +642,13 @@ class _Batch:
                 accuracy=accl[j], c_tokens=int(cl[j]), n_tokens=len(row.token_ids),
                 loss=ll[j], steps=int(unit_steps[uj]), seconds=self.row_secs[ri],
                 solved=bool(solved_u[uj]), status=status,
-                attempts=self.row_attempt[ri] + 1))
+                attempts=self.row_attempt[ri] + 1, trace=self._row_trace(ri, solved_u[uj])))
+
+    def _row_trace(self, ri: int, solved) -> dict[int, float]:
+        tr = dict(self.traces.pop(ri, {}))
+        if bool(solved) and tr:
+            tr.update({k: 1.0 for k in self.trace_at if k > max(tr)})
+        return dict(sorted(tr.items()))
 
     def _restart_stalled(self, done_u):
         """Re-draw the vectors of rows that ran restart_after steps unsolved. Units are single

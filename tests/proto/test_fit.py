@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from proto.fit import FitRow, Fitter, Recipe, _Table, fit_shared_m, get_recipe
+from proto.fit import FitRow, Fitter, Recipe, RowAdam, fit_shared_m, get_recipe
 
 TEXTS = ["hello world", "the cat sat", "a bird", "xyz"]
 
@@ -17,7 +17,7 @@ def test_vectorised_adamw_matches_torch_adamw():
     torch.manual_seed(0)
     rec = Recipe(lr=0.05, beta1=0.9, beta2=0.95, weight_decay=0.1)
     p0 = torch.randn(3, 5)
-    tab = _Table(5, "cpu", True)
+    tab = RowAdam(5, "cpu", True)
     tab.add(p0.clone())
     ref = p0.clone().requires_grad_(True)
     opt = torch.optim.AdamW([ref], lr=0.05, betas=(0.9, 0.95), weight_decay=0.1, eps=1e-8)
@@ -180,11 +180,11 @@ def test_paper_recipe_is_the_papers():
 
 
 def test_cosine_schedule_has_its_own_horizon():
-    from proto.fit import _lr_factor
+    from proto.fit import lr_factor
     r = Recipe(schedule="cosine", schedule_steps=100, max_steps=2000)
-    f = _lr_factor(r, torch.tensor([0.0, 50.0, 100.0, 1500.0]))
+    f = lr_factor(r, torch.tensor([0.0, 50.0, 100.0, 1500.0]))
     assert torch.allclose(f, torch.tensor([1.0, 0.55, 0.1, 0.1]), atol=1e-6)
-    assert torch.equal(_lr_factor(Recipe(), torch.tensor([7.0])), torch.tensor([1.0]))
+    assert torch.equal(lr_factor(Recipe(), torch.tensor([7.0])), torch.tensor([1.0]))
 
 
 def test_tokens_init_starts_e_at_the_texts_mean_embedding(tiny):
@@ -240,3 +240,21 @@ def test_stalled_rows_restart_from_a_fresh_init_and_count_all_steps(tiny):
     assert [r.attempts for r in end] == [2, 2] and [r.steps for r in end] == [10, 10]
     with pytest.raises(ValueError, match="restart_after"):
         get_recipe("default", restart_after=-1)
+
+
+def test_trace_records_accuracy_after_k_steps(tiny):
+    """Fitter.fit(trace=...) gives the refinement curve of each row: K = 0 is the start, and
+    a row that solves early counts as solved at every later K."""
+    from proto.fit import FitRow, Fitter, get_recipe
+    rows = [FitRow(tiny.tokenize(t), t, 0) for t in ("hello there", "abc", "one two")]
+    fitter = Fitter(tiny, get_recipe("default_v1", max_steps=40), batch_size=4)
+    res = fitter.fit(rows, trace=(0, 1, 5, 40))
+    plain = Fitter(tiny, get_recipe("default_v1", max_steps=40), batch_size=4).fit(rows)
+    for r, p in zip(res, plain):
+        assert set(r.trace) == {0, 1, 5, 40}
+        assert r.accuracy == p.accuracy and r.steps == p.steps   # tracing changes nothing
+        if r.solved:
+            assert all(v == 1.0 for k, v in r.trace.items() if k >= r.steps)
+        else:
+            assert r.trace[40] == r.accuracy
+    assert any(r.trace[0] < r.trace[40] for r in res)

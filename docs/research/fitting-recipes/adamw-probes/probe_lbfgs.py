@@ -51,10 +51,10 @@ def run(opt, ids, key):
             o.step(closure)
     else:
         # AdamW default_v1 via the library's table (same update)
-        from proto.fit import _Table
+        from proto.fit import RowAdam
         tabs = []
         for v in (e, m):
-            t = _Table(lm.d_model, "cpu", True); t.add(v.detach()); tabs.append(t)
+            t = RowAdam(lm.d_model, "cpu", True); t.add(v.detach()); tabs.append(t)
         while evals[0] < cap and solved_at[0] is None:
             e.data.copy_(tabs[0].p); m.data.copy_(tabs[1].p)
             e.grad = m.grad = None

@@ -10,7 +10,7 @@ A variant is a JSON dict of Recipe overrides of default_v1 plus probe-only keys 
 import sys, time, math, json
 import torch, torch.nn.functional as F
 from proto.models import load_model
-from proto.fit import Fitter, get_recipe, forward_scores, init_vector, row_seed, _Table, row_losses
+from proto.fit import Fitter, get_recipe, forward_scores, init_vector, row_seed, RowAdam, row_losses
 from data_gen.sources import sample_texts
 
 n, k, cap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -40,7 +40,7 @@ for var in variants:
         m0 = m0 * probe["_m_scale"]
     if "_e_scale" in probe:
         e0 = e0 * probe["_e_scale"]
-    te, tm = _Table(lm.d_model, "cpu", True), _Table(lm.d_model, "cpu", True)
+    te, tm = RowAdam(lm.d_model, "cpu", True), RowAdam(lm.d_model, "cpu", True)
     te.add(e0); tm.add(m0)
     solved = torch.full((B,), -1)
     t0 = time.time()

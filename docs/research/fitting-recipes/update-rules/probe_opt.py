@@ -32,7 +32,7 @@ import time
 import torch
 
 from data_gen.sources import sample_texts
-from proto.fit import Fitter, _Table, _lr_factor, forward_scores, get_recipe, init_vector, row_losses, row_seed
+from proto.fit import Fitter, RowAdam, lr_factor, forward_scores, get_recipe, init_vector, row_losses, row_seed
 from proto.models import load_model
 
 n, k, cap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -50,10 +50,10 @@ ntok = torch.full((B,), n)
 
 @torch.no_grad()
 def nesterov_step(tab, grad, recipe):
-    """_Table.step with a Nesterov first moment (NAdam without its momentum schedule)."""
+    """RowAdam.step with a Nesterov first moment (NAdam without its momentum schedule)."""
     tab.t += 1
     t = tab.t.unsqueeze(1)
-    lr = recipe.lr * _lr_factor(recipe, tab.t).unsqueeze(1)
+    lr = recipe.lr * lr_factor(recipe, tab.t).unsqueeze(1)
     tab.p.mul_(1 - lr * recipe.weight_decay)
     tab.ea.lerp_(grad, 1 - recipe.beta1)
     tab.eas.mul_(recipe.beta2).addcmul_(grad, grad, value=1 - recipe.beta2)
@@ -119,7 +119,7 @@ for var in variants:
             m0 = sol["m"][r].reshape(1, -1) + m0 * probe.get("_noise", 1.0)
     opt = probe.get("_opt", "adam")
     if opt == "adam":
-        te, tm = _Table(lm.d_model, "cpu", True), _Table(lm.d_model, "cpu", True)
+        te, tm = RowAdam(lm.d_model, "cpu", True), RowAdam(lm.d_model, "cpu", True)
         te.add(e0); tm.add(m0)
         get = lambda: (te.p, tm.p)
         rec_m = dataclasses.replace(rec, lr=probe.get("_m_lr", rec.lr))
@@ -140,7 +140,7 @@ for var in variants:
         for which in ("e", "m"):
             kind = probe.get("_basis" if which == "e" else "_basis_m", probe.get("_basis", "emb"))
             rot[which] = {"kind": kind, "U": basis(kind), "S": None}
-        te, tm = _Table(lm.d_model, "cpu", True), _Table(lm.d_model, "cpu", True)
+        te, tm = RowAdam(lm.d_model, "cpu", True), RowAdam(lm.d_model, "cpu", True)
         te.add(e0 @ rot["e"]["U"]); tm.add(m0 @ rot["m"]["U"])
         get = lambda: (te.p @ rot["e"]["U"].T, tm.p @ rot["m"]["U"].T)
         stepno = [0]

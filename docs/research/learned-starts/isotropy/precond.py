@@ -95,9 +95,9 @@ def evaluate(path, power, seed, clip=4.0):
     s = scales(path, power, clip)
     for k in ("e", "m"):
         print(f"lr scale {k}: min {s[k].min():.2f} median {s[k].median():.2f} max {s[k].max():.2f}")
-    base_step = F._Table.step
+    base_step = F.RowAdam.step
     made = [0]
-    orig_init = F._Table.__init__
+    orig_init = F.RowAdam.__init__
 
     def init(self, *a, **kw):
         orig_init(self, *a, **kw)
@@ -111,7 +111,7 @@ def evaluate(path, power, seed, clip=4.0):
         base_step(self, grad, recipe)
         self.p.copy_(p0 + (self.p - p0) * s[self.kind].to(self.p.device))
 
-    F._Table.__init__, F._Table.step = init, step
+    F.RowAdam.__init__, F.RowAdam.step = init, step
     cfg = RecipesConfig(lengths=[32], n_texts=16, max_steps=300, batch_size=32, seed=seed,
                         candidates=["default"], mlflow=False,
                         out=f"outputs/precond/p{power}-s{seed}")

@@ -19,7 +19,7 @@ import time
 import torch
 
 from data_gen.sources import sample_texts
-from proto.fit import Fitter, _Table, forward_scores, get_recipe, init_vector, row_losses
+from proto.fit import Fitter, RowAdam, forward_scores, get_recipe, init_vector, row_losses
 from proto.models import load_model
 
 n, iters, k, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -41,7 +41,7 @@ for it in range(iters):
         texts += [ids for _, ids in sample_texts(lm.tokenize, src, n, per, seed=1000 + it)]
     B = len(texts)
     tgt, ntok = torch.tensor(texts), torch.full((B,), n)
-    te, tm = _Table(d, "cpu", True), _Table(d, "cpu", True)
+    te, tm = RowAdam(d, "cpu", True), RowAdam(d, "cpu", True)
     te.add(E0 + fit.std * torch.randn(B, d, generator=gen))
     tm.add(M0 + fit.std * torch.randn(B, d, generator=gen))
     for step in range(k + 1):
