@@ -16,6 +16,7 @@ import torch
 from proto import config as C
 from proto.arrangement import Arrangement
 from proto.io import atomic_write_bytes
+from proto.models import resolve_dtype
 
 from .config import EncoderConfig
 from .core import EncoderError, load_llm
@@ -30,12 +31,23 @@ def save(path: str | Path, enc: Encoder, cfg: EncoderConfig, lm, decoder: Decode
          lengths: list[int], corpus: dict | None, step: int, metrics: dict | None = None):
     blob = {"format": FORMAT, "config": C.to_dict(cfg), "state": enc.trainable_state(),
             "llm": lm.identity, "d_model": lm.d_model,
+            "precision": str(lm.dtype).replace("torch.", ""),
             "arrangement": {"name": decoder.arr.name, "prefix": list(decoder.arr.prefix)},
             "lengths": list(lengths), "corpus": corpus, "step": step,
             "metrics": metrics or {}}
     buf = io.BytesIO()
     torch.save(blob, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def train_command(spec: str) -> str:
+    """The command that trains the encoder a checkpoint path names."""
+    out = Path(spec)
+    out = out.parent if out.suffix == ".pt" else out
+    cfg = C.producing_config("encoder", out)
+    if cfg is not None:
+        return f"python -m encoder.train --config {cfg}"
+    return f"python -m encoder.train --config configs/encoder/default.yaml out={out}"
 
 
 def resolve(spec: str) -> Path:
@@ -49,7 +61,8 @@ def resolve(spec: str) -> Path:
     if p.is_dir():
         p = p / "encoder.pt"
     if not p.is_file():
-        raise EncoderError(f"encoder checkpoint {spec} not found")
+        raise EncoderError(f"encoder checkpoint {spec} not found: train one with "
+                           f"{train_command(spec)}")
     return p
 
 
@@ -65,11 +78,39 @@ def read(spec: str) -> dict:
     return blob
 
 
-def load(spec: str, lm=None, device: str = "", dtype: str = "auto"):
-    """(encoder in eval mode, decoder, m, blob) for checkpoint `spec`; lm is loaded if None."""
+def precision(blob: dict) -> str:
+    """The precision the encoder was trained in. Files from before it was recorded were all
+    trained on CPUs without fast bf16, in fp32."""
+    return blob.get("precision") or "float32"
+
+
+def load_state(enc: Encoder, blob: dict) -> None:
+    """Load a checkpoint's trained weights into `enc`; a checkpoint that lacks any of the
+    encoder's trainable weights, or holds weights it does not have, is refused."""
+    state = blob["state"]
+    want = enc.trainable_keys()
+    missing = sorted(want - set(state))
+    if missing:
+        raise EncoderError(f"encoder {blob['path']} lacks trained weights, e.g. {missing[0]} "
+                           f"({len(missing)} missing)")
+    _, unexpected = enc.load_state_dict(state, strict=False)
+    if unexpected:
+        raise EncoderError(f"encoder {blob['path']} holds unknown weights, e.g. {unexpected[0]}")
+
+
+def load(spec: str, lm=None, device: str = "", dtype: str = ""):
+    """(encoder in eval mode, decoder, m, blob) for checkpoint `spec`; lm is loaded if None,
+    in the precision the encoder was trained in unless `dtype` names another (said on
+    stderr, since one-pass accuracy moves with it)."""
+    import sys
     blob = read(spec)
     cfg = C.from_dict(EncoderConfig, blob["config"])
-    lm = lm or load_llm(blob["llm"]["name"], device, dtype)
+    if lm is None:
+        own = precision(blob)
+        if dtype and dtype != "auto" and resolve_dtype(dtype, "cpu") != resolve_dtype(own, "cpu"):
+            print(f"note: encoder {blob['path']} was trained in {own}; decoding in {dtype} as "
+                  "asked", file=sys.stderr)
+        lm = load_llm(blob["llm"]["name"], device, dtype or own)
     if lm.weights_sha256 != blob["llm"]["weights_sha256"]:
         raise EncoderError(f"encoder {blob['path']} belongs to decoder {blob['llm']['name']!r} "
                            f"(weights {blob['llm']['weights_sha256'][:12]}), not to "
@@ -77,9 +118,7 @@ def load(spec: str, lm=None, device: str = "", dtype: str = "auto"):
     state = blob["state"]
     m = state.get("m")
     enc = Encoder(cfg.model, lm, state["offset"], m, train_m=cfg.m == "learned")
-    missing, unexpected = enc.load_state_dict(state, strict=False)
-    if unexpected:
-        raise EncoderError(f"encoder {blob['path']} holds unknown weights, e.g. {unexpected[0]}")
+    load_state(enc, blob)
     enc.to(lm.device).eval()
     arr = Arrangement(blob["arrangement"]["name"], tuple(blob["arrangement"]["prefix"]))
     return enc, Decoder.of(lm, arr), (None if m is None else m.to(lm.device)), blob

@@ -1,18 +1,25 @@
-"""Encode texts into a solution file with a trained encoder: one encoder call per batch, no
-per-text optimisation. `python -m proto.decode` reads the file like a fitted one.
+"""Encode texts into a solution file with a trained encoder: one encoder call per batch, then
+optionally K refinement steps per text (the fitter, batched). `python -m proto.decode` reads
+the file like a fitted one.
 
   python -m encoder.encode --checkpoint default --texts-file configs/demo_texts.txt \
       --out outputs/encoded.safetensors
+  python -m encoder.encode --checkpoint default --texts-file F --out X refine_steps=10
   python -m encoder.encode --checkpoint outputs/encoder/tiny --text "hello there" \
-      --out /tmp/enc.safetensors                               # tiny CPU run (seconds)
+      --out /tmp/enc.safetensors mlflow=false                   # tiny CPU run (seconds)
   python -m proto.decode outputs/encoded.safetensors
 
-Texts of lengths the encoder was not trained on are encoded too and reported as such. The
-last stdout line is JSON: texts, accuracy_mean, exact_match, seconds, untrained_lengths, out.
+refine_steps=K runs K decode-loss steps on each encoded e (Adam at refine_lr, constant, no
+noise, m frozen at the encoder's m); a text that decodes exactly stops early. The decoder runs
+in the precision the encoder was trained in unless dtype= says otherwise. Texts of lengths the
+encoder was not trained on are encoded too and reported as such; a text longer than the
+encoder's maximum is refused. The last stdout line is JSON: texts, accuracy_mean, exact_match
+(after refinement when refine_steps > 0, with encoded_accuracy_mean beside them), seconds,
+untrained_lengths, out.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -20,14 +27,42 @@ from pathlib import Path
 
 import torch
 
+from proto import config as C
+from proto import solution
+from proto.io import read_texts
+from proto.tracking import run as mlflow_run
+
+from . import checkpoint as ckpt
+from .core import EncoderError
+from .evaluate import encode_tokens
+
+
+@dataclasses.dataclass
+class EncodeConfig:
+    checkpoint: str = "default"      # encoder file, training output dir, or 'default'
+    text: list[str] = dataclasses.field(default_factory=list)
+    texts_file: str = ""             # one text per line (UTF-8)
+    out: str = ""                    # solution file to write (.safetensors)
+    device: str = ""
+    dtype: str = ""                  # '' = the precision the encoder was trained in
+    refine_steps: int = 0            # decode-loss steps from the encoder's e (0 = none)
+    refine_lr: float = 0.05
+    batch_size: int = 64
+    mlflow: bool = True
+
+    def __post_init__(self):
+        if not self.out:
+            raise ValueError("--out FILE is required")
+        if self.refine_steps < 0 or self.refine_lr <= 0 or self.batch_size < 1:
+            raise ValueError("refine_steps must be >= 0, refine_lr > 0, batch_size >= 1")
+
 
 def encode_texts(enc, lm, texts: list[str], batch_size: int = 64) -> tuple[torch.Tensor, list]:
-    from .evaluate import encode_tokens
     toks = [lm.tokenize(t) for t in texts]
     return encode_tokens(enc, lm, toks, texts, batch_size), toks
 
 
-def solution_meta(lm, decoder, blob: dict, texts, toks, acc, c) -> dict:
+def solution_meta(lm, decoder, blob: dict, texts, toks, acc, c, steps) -> dict:
     trained = set(blob["lengths"])
     return {
         "model": lm.identity, "precision": str(lm.dtype).replace("torch.", ""),
@@ -36,57 +71,77 @@ def solution_meta(lm, decoder, blob: dict, texts, toks, acc, c) -> dict:
         "encoded": {"checkpoint": blob["path"], "step": blob["step"],
                     "kind": blob["config"]["model"]["kind"], "lengths": sorted(trained)},
         "rows": [{"text": t, "restart": 0, "token_ids": ids, "accuracy": a, "c_tokens": k,
-                  "steps": 0, "seconds": 0.0, "loss": None, "status": "encoded",
-                  "trained_length": len(ids) in trained}
-                 for t, ids, a, k in zip(texts, toks, acc, c)],
+                  "steps": s, "seconds": 0.0, "loss": None,
+                  "status": "refined" if s else "encoded", "trained_length": len(ids) in trained}
+                 for t, ids, a, k, s in zip(texts, toks, acc, c, steps)],
     }
 
 
-def main(argv=None) -> int:
-    from proto import solution
-    from proto.cli import _read_texts
-    from proto.config import ConfigError
-    from proto.tracking import run as mlflow_run
+def load_inputs(cfg: EncodeConfig):
+    """(texts, encoder, decoder, m, blob); EncoderError or ValueError with one line."""
+    texts = read_texts(cfg.text, cfg.texts_file)
+    if Path(cfg.out).is_dir():
+        raise ValueError(f"--out {cfg.out} is a directory")
+    enc, decoder, m, blob = ckpt.load(cfg.checkpoint, device=cfg.device, dtype=cfg.dtype)
+    for t in texts:
+        n = len(decoder.lm.tokenize(t))
+        if not n:
+            raise ValueError(f"text {t!r} has no tokens")
+        if enc.max_tokens and n > enc.max_tokens:
+            raise ValueError(f"text {t[:40]!r}... has {n} tokens, more than the encoder's "
+                             f"maximum of {enc.max_tokens}")
+    return texts, enc, decoder, m, blob
 
-    from . import checkpoint as ckpt
-    from .core import EncoderError
-    p = argparse.ArgumentParser(prog="python -m encoder.encode", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default="default",
-                   help="encoder file, training output dir, or 'default' (shipped)")
-    p.add_argument("--text", action="append", help="a text to encode (repeatable)")
-    p.add_argument("--texts-file", help="one text per line (UTF-8)")
-    p.add_argument("--out", required=True, help="solution file to write (.safetensors)")
-    p.add_argument("--device", default="")
-    p.add_argument("--no-mlflow", action="store_true")
-    a = p.parse_args(argv)
+
+def refine(cfg: EncodeConfig, enc, decoder, m, e, toks):
+    """K refinement steps from e (the plain decoder: the encoder is released first)."""
+    from proto.fit import Recipe
+
+    from .refine import curve, refine_recipe
+    enc.release()
+    recipe = refine_recipe(Recipe(name="default"), cfg.refine_lr, cfg.refine_steps)
+    res = curve(decoder.lm, recipe, toks, e, m.detach().float().cpu(), None,
+                ks=(cfg.refine_steps,), batch_size=cfg.batch_size)["results"]
+    return (torch.stack([r.e for r in res]), [r.accuracy for r in res],
+            [r.steps for r in res])
+
+
+def main(argv=None) -> int:
+    cfg = C.parse_cli(EncodeConfig, __doc__, argv, prog="python -m encoder.encode",
+                      paths={"checkpoint": "encoder file, training output dir, or 'default'",
+                             "texts_file": "one text per line (UTF-8)",
+                             "out": "solution file to write (.safetensors)"},
+                      lists={"text": "a text to encode (repeatable)"})
+    if cfg is None:
+        return 2
     t0 = time.time()
     try:
-        texts = _read_texts(a)
-        out = Path(a.out)
-        if out.is_dir():
-            raise ConfigError(f"--out {out} is a directory")
-        enc, decoder, m, blob = ckpt.load(a.checkpoint, device=a.device)
-        lm = decoder.lm
-        for t in texts:
-            if not lm.tokenize(t):
-                raise ConfigError(f"text {t!r} has no tokens")
-    except (ConfigError, EncoderError) as exc:
+        texts, enc, decoder, m, blob = load_inputs(cfg)
+    except (ValueError, EncoderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    e, toks = encode_texts(enc, lm, texts)
+    lm = decoder.lm
+    e, toks = encode_texts(enc, lm, texts, cfg.batch_size)
     with enc.decoding():
-        acc = decoder.accuracy(e, m, toks).tolist()
+        enc_acc = decoder.accuracy(e, m, toks).tolist()
+    acc, steps = enc_acc, [0] * len(texts)
+    if cfg.refine_steps:
+        e, acc, steps = refine(cfg, enc, decoder, m, e, toks)
     c = [round(x * len(ids)) for x, ids in zip(acc, toks)]
-    meta = solution_meta(lm, decoder, blob, texts, toks, acc, c)
     mm = None if m is None else m.detach().float().cpu().reshape(1, -1).expand(len(texts), -1)
-    solution.save(out, e, mm, meta)
+    solution.save(Path(cfg.out), e, mm, solution_meta(lm, decoder, blob, texts, toks, acc, c,
+                                                      steps))
     untrained = sorted({len(ids) for ids in toks} - set(blob["lengths"]))
     summary = {"texts": len(texts), "accuracy_mean": sum(acc) / len(acc),
                "exact_match": sum(x >= 1 - 1e-9 for x in acc) / len(acc),
+               "refine_steps": cfg.refine_steps,
+               **({"encoded_accuracy_mean": sum(enc_acc) / len(enc_acc),
+                   "encoded_exact_match": sum(x >= 1 - 1e-9 for x in enc_acc) / len(enc_acc)}
+                  if cfg.refine_steps else {}),
+               "precision": str(lm.dtype).replace("torch.", ""),
                "seconds": round(time.time() - t0, 2), "untrained_lengths": untrained,
-               "checkpoint": blob["path"], "out": str(out)}
-    with mlflow_run("encoder", None, run_name="encode", enabled=not a.no_mlflow,
+               "checkpoint": blob["path"], "out": cfg.out}
+    with mlflow_run("encoder", cfg, run_name="encode", enabled=cfg.mlflow,
                     params={"checkpoint": blob["path"], "texts": len(texts)}) as mr:
         mr.tags({"stage": "encoder-encode", "model": lm.name})
         mr.metrics({"encode/accuracy_mean": summary["accuracy_mean"],

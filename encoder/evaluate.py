@@ -7,6 +7,13 @@
       mlflow=false                                           # tiny CPU run (seconds)
   python -m encoder.evaluate --checkpoint default --corpus outputs/corpus/speedup texts=all
       # every text of a corpus the encoder never trained on, baselines from its own corpus
+  python -m encoder.evaluate --checkpoint outputs/encoder/positional texts=stream \
+      "lengths=[8,16,32,64]" limit=128     # held-out stream texts: prose windows, random tokens
+  python -m encoder.evaluate --checkpoint default texts=file \
+      --texts_file configs/eval/sentences.txt   # one text per line, at its own length
+  python -m encoder.evaluate --checkpoint outputs/encoder/positional curve=true refine_lr=0.05
+      # accuracy and exact match after K = 0, 1, 2, 5, 10, 20 refinement steps, from the
+      # encoder's e and from e0 side by side
 
 Methods, each scored on the same held-out texts (whole contexts held out, as in training):
   encoder    the encoder's e, decoded with its m
@@ -17,7 +24,10 @@ Methods, each scored on the same held-out texts (whole contexts held out, as in 
   start      the encoder's offset alone (where fitting starts), with the encoder's m
   random     N(0, embedding std) with the encoder's m
 With refine=true it also fits held-out texts from the learned start and from the encoder's e
-(the corpus's recipe, m frozen) and reports median steps and solved counts of both.
+(the corpus's recipe, m frozen) and reports median steps and solved counts of both. With
+curve=true it runs K refinement steps on the first curve_texts texts from the encoder's e
+(Adam at refine_lr, no noise) and from e0 (the start recipe) and reports accuracy and exact
+match after each K of curve_steps.
 Per method: one-pass token accuracy, exact-match rate and C_tokens, overall, per length and
 per source; for the encoder and kNN also accuracy per position and per token frequency in the
 training texts (where it fails). Writes out/{config.yaml,results.json,positions.png}. The
@@ -181,8 +191,12 @@ class EvalConfig:
     corpus: str = ""                 # '' = the corpus the encoder was trained on
     # heldout: the held-out texts of `corpus` (its training split feeds kNN and mean); all:
     # every text of `corpus` (same m) that the encoder never trained on, with kNN and mean
-    # from the encoder's own training corpus, e.g. a corpus built after the encoder
+    # from the encoder's own training corpus, e.g. a corpus built after the encoder; stream:
+    # `limit` held-out texts per kind of `stream_kinds` and length (prose windows of held-out
+    # contexts, random tokens, random words); file: the lines of `texts_file`
     texts: str = "heldout"
+    stream_kinds: list[str] = dataclasses.field(default_factory=lambda: ["prose", "tokens"])
+    texts_file: str = ""
     knn: str = "tfidf"               # tfidf | minilm
     limit: int = 0                   # held-out texts evaluated (0 = all)
     # text lengths evaluated ([] = the encoder's training lengths; others are scored as
@@ -193,6 +207,12 @@ class EvalConfig:
     refine: bool = False
     refine_texts: int = 32
     refine_max_steps: int = 200
+    # the refinement curve: K steps from the encoder's e (Adam at refine_lr) and from e0
+    curve: bool = False
+    curve_texts: int = 64
+    curve_steps: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2, 5, 10, 20])
+    refine_lr: float = 0.05
+    dtype: str = ""                  # '' = the precision the encoder was trained in
     device: str = ""
     out: str = "outputs/encoder/evaluate"   # config.yaml, results.json, positions.png
     mlflow: bool = True
@@ -202,10 +222,19 @@ class EvalConfig:
             raise ValueError("knn must be tfidf or minilm")
         if self.limit < 0:
             raise ValueError("limit must be >= 0")
-        if self.texts not in ("heldout", "all"):
-            raise ValueError("texts must be heldout or all")
+        if self.texts not in ("heldout", "all", "stream", "file"):
+            raise ValueError("texts must be heldout, all, stream or file")
         if self.texts == "all" and not self.corpus:
             raise ValueError("texts=all scores another corpus: give corpus=DIR")
+        if (self.texts == "file") != bool(self.texts_file):
+            raise ValueError("texts=file and texts_file=PATH go together")
+        bad = set(self.stream_kinds) - {"prose", "tokens", "words"}
+        if bad or not self.stream_kinds:
+            raise ValueError("stream_kinds must be a non-empty subset of prose, tokens, words")
+        if self.curve_texts < 1 or not self.curve_steps or min(self.curve_steps) < 0:
+            raise ValueError("curve_texts must be >= 1 and curve_steps non-empty, >= 0")
+        if self.refine_lr <= 0:
+            raise ValueError("refine_lr must be > 0")
         if any(n < 1 for n in self.lengths):
             raise ValueError("lengths must be >= 1")
 
@@ -250,24 +279,95 @@ def positions_block(enc, setup, examples: list[Example], knn: str) -> dict:
     return out
 
 
-def refine_block(cfg: EvalConfig, enc, setup, examples: list[Example]) -> dict:
-    """Fit held-out texts from the learned start and from the encoder's e, side by side."""
+def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example]
+                  ) -> tuple[dict | None, dict | None]:
+    """(refine, curve): full fits of held-out texts from the learned start and from the
+    encoder's e (refine=true), and the K-step refinement curve from both (curve=true)."""
     from proto.fit import Recipe
 
-    from .refine import compare
-    part = examples[: cfg.refine_texts]
+    from .refine import compare, curves
+    n = max(cfg.refine_texts if cfg.refine else 0, cfg.curve_texts if cfg.curve else 0)
+    if not n:
+        return None, None
+    part = examples[:n]
     e = encode_examples(enc, part, setup.lm.device).cpu()
     enc.release()  # the fits below need the plain decoder
     fitted = (setup.corpus or {}).get("recipe")   # the recipe the corpus's e's were fitted with
     recipe = Recipe(**fitted) if fitted else Recipe(name="default")
-    recipe = dataclasses.replace(recipe, max_steps=cfg.refine_max_steps)
     m = enc.m.detach().cpu() if enc.m is not None else setup.m
-    out = compare(setup.lm, recipe, [x.token_ids for x in part], e, m, setup.offset,
-                  log=lambda s: print(s, file=sys.stderr, flush=True))
-    print(f"refinement over {len(part)} held-out texts (cap {cfg.refine_max_steps}): "
-          + "; ".join(f"from {k}: {v['solved']}/{v['texts']} solved, median "
-                      f"{v['steps_median']} steps" for k, v in out.items()), file=sys.stderr)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    refined = curve = None
+    if cfg.refine:
+        k = cfg.refine_texts
+        refined = compare(setup.lm, dataclasses.replace(recipe, max_steps=cfg.refine_max_steps),
+                          [x.token_ids for x in part[:k]], e[:k], m, setup.offset, log=log)
+        log(f"refinement over {len(part[:k])} texts (cap {cfg.refine_max_steps}): " + "; ".join(
+            f"from {a}: {v['solved']}/{v['texts']} solved, median {v['steps_median']} steps"
+            for a, v in refined.items()))
+    if cfg.curve:
+        k = cfg.curve_texts
+        curve = curves(setup.lm, recipe, [x.token_ids for x in part[:k]], e[:k], m,
+                       setup.offset, cfg.refine_lr, tuple(sorted(set(cfg.curve_steps))), log)
+    return refined, curve
+
+
+def curve_table(curve: dict) -> str:
+    ks = list(curve["encoder"])
+    lines = ["| K steps | " + " | ".join(str(k) for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+    for name in ("encoder", "start"):
+        lines.append(f"| from {name}: acc / exact | " + " | ".join(
+            f"{curve[name][k]['acc']:.3f} / {curve[name][k]['exact']:.2f}" for k in ks) + " |")
+    return "\n".join(lines)
+
+
+def file_examples(path: str, lm, limit: int = 0) -> list[Example]:
+    """One example per non-empty line of a UTF-8 file, at its own token length."""
+    from data_gen.sources import text_id
+    from proto.io import read_texts
+
+    from .core import EncoderError
+    try:
+        texts = read_texts([], path)
+    except ValueError as exc:
+        raise EncoderError(str(exc)) from None
+    out = []
+    for t in texts[: limit or None]:
+        ids = lm.tokenize(t)
+        if not ids:
+            raise EncoderError(f"text {t!r} in {path} has no tokens")
+        out.append(Example(text_id("file", ids), "file", "", ids, t))
     return out
+
+
+def stream_examples(cfg: EvalConfig, setup) -> list[Example]:
+    """`limit` (default 64) held-out stream texts of each kind of stream_kinds and length."""
+    from .data import as_example, make_stream
+    data = setup.split.cfg
+    kinds = {k: (1.0 if k in cfg.stream_kinds else 0.0) for k in ("prose", "tokens", "words")}
+    scfg = dataclasses.replace(data.stream, continuations=0.0, **kinds)
+    stream = make_stream(dataclasses.replace(data, stream=scfg), setup.lengths, setup.lm, set())
+    return [as_example(t) for k in cfg.stream_kinds for n in setup.lengths
+            for t in stream.heldout(k, n, cfg.limit or 64)]
+
+
+def select_examples(cfg: EvalConfig, setup, corpus: str, enc) -> list[Example]:
+    from .core import EncoderError
+    if cfg.texts == "all":
+        xs = unseen_examples(setup, corpus, cfg.limit)
+    elif cfg.texts == "file":
+        xs = file_examples(cfg.texts_file, setup.lm, cfg.limit)
+    elif cfg.texts == "stream":
+        xs = stream_examples(cfg, setup)
+    else:
+        xs = setup.split.eval_set(cfg.limit)
+    longest = enc.max_tokens
+    too_long = [x for x in xs if longest and x.n > longest]
+    if too_long:
+        raise EncoderError(f"a text of {too_long[0].n} tokens is longer than the encoder's "
+                           f"maximum of {longest}")
+    if not xs:
+        raise EncoderError("no texts to evaluate")
+    return xs
 
 
 def load_setup(cfg: EvalConfig):
@@ -299,8 +399,9 @@ def load_setup(cfg: EvalConfig):
 
 
 def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
-                   examples: list[Example]) -> tuple[dict, dict, dict | None]:
-    """Score, break down and (refine=true) refine; log and write. -> (res, metrics, refined)"""
+                   examples: list[Example]) -> tuple[dict, dict, dict | None, dict | None]:
+    """Score, break down, refine (refine=true) and run the refinement curve (curve=true); log
+    and write. -> (res, metrics, refined, curve)"""
     from proto.tracking import run as mlflow_run
 
     from eval.common import write_outputs
@@ -312,16 +413,19 @@ def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
         res = evaluate(enc, setup, examples, cfg.knn)
         where = positions_block(enc, setup, examples, cfg.knn)
         metrics = flat_metrics(res)
-        refined = refine_block(cfg, enc, setup, examples) if cfg.refine else None
+        refined, curve = refine_blocks(cfg, enc, setup, examples)
         if refined:
             metrics.update({f"refine/{k}_{f}": refined[k][f] for k in refined
                             for f in ("solved", "steps_median", "row_steps")})
+        if curve:
+            metrics.update({f"refine/{name}_k{k}_{f}": v[f] for name, by_k in curve.items()
+                            for k, v in by_k.items() for f in ("acc", "exact")})
         mr.metrics(metrics)
         report = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),
-                  "methods": res, "positions": where, "refine": refined}
+                  "methods": res, "positions": where, "refine": refined, "curve": curve}
         write_outputs(Path(cfg.out), cfg, report, mr,
                       plots={"positions.png": lambda rep: P.plot(rep["positions"])})
-    return res, metrics, refined
+    return res, metrics, refined, curve
 
 
 def main(argv=None) -> int:
@@ -330,23 +434,28 @@ def main(argv=None) -> int:
     from .core import EncoderError
     cfg = C.parse_cli(EvalConfig, __doc__, argv, prog="python -m encoder.evaluate",
                       paths={"checkpoint": "encoder file, training output dir, or 'default'",
-                             "corpus": "corpus directory (default: the training corpus)"})
+                             "corpus": "corpus directory (default: the training corpus)",
+                             "texts_file": "texts=file: one text per line (UTF-8)"})
     if cfg is None:
         return 2
     t0 = time.time()
     try:
         blob, enc, setup, corpus = load_setup(cfg)
-        examples = (unseen_examples(setup, corpus, cfg.limit) if cfg.texts == "all" else
-                    setup.split.eval_set(cfg.limit))
+        examples = select_examples(cfg, setup, corpus, enc)
     except (EncoderError, C.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    res, metrics, refined = run_evaluation(cfg, blob, enc, setup, corpus, examples)
+    res, metrics, refined, curve = run_evaluation(cfg, blob, enc, setup, corpus, examples)
     print(table(res))
+    if curve:
+        print(curve_table(curve))
     summary = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),
                **({"refine": {k: {f: v[f] for f in ("solved", "texts", "steps_median",
                                                     "row_steps")}
                               for k, v in refined.items()}} if refined else {}),
+               **({"curve": {name: {str(k): [round(v["acc"], 4), round(v["exact"], 4)]
+                                    for k, v in by_k.items()} for name, by_k in curve.items()}}
+                  if curve else {}),
                "seconds": round(time.time() - t0, 1),
                **{k: round(v, 4) for k, v in metrics.items() if "/" not in k[5:]}}
     print(json.dumps(summary))

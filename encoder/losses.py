@@ -8,6 +8,11 @@ regress  distance of the predicted e to the corpus's fitted e (MSE per coordinat
 nearest  distance of the predicted e to where a few Adam steps of the decode loss take it (m
          frozen, the encoder untouched): a target on the way to the solution nearest the
          prediction rather than a fixed corpus e far from it, and one any text has (no corpus).
+unrolled the decode loss after K refinement steps from the prediction (semi-amortised): the
+         steps are the fitter's own per-row AdamW (proto.fit.RowAdam) at the refinement lr,
+         and the gradient reaches the prediction through e_K = e + (the steps' total move),
+         taken as a constant (first order, as first-order MAML does): the encoder learns a
+         start from which K steps decode the text, not only an answer.
 """
 from __future__ import annotations
 
@@ -109,3 +114,27 @@ def nearest_targets(decoder: Decoder, e: torch.Tensor, m: torch.Tensor | None,
             loss.backward()
             opt.step()
     return z.detach(), start_acc, decoder.accuracy(z.detach(), m, token_lists).to(e.device)
+
+
+def unrolled(decoder: Decoder, e: torch.Tensor, m: torch.Tensor | None,
+             token_lists: list[list[int]], steps: int, lr: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(CE after `steps` refinement steps, with its gradient flowing into e; accuracy of e;
+    accuracy after the steps). The steps are those of encoder.refine's K-step path."""
+    from proto.fit import Recipe, RowAdam
+    recipe = Recipe(name="refine", lr=lr, max_steps=max(1, steps))
+    table = RowAdam(e.shape[1], e.device, True)
+    table.add(e.detach())
+    m_fixed = None if m is None else m.detach()
+    start_acc = None
+    with torch.enable_grad():
+        for _ in range(steps):
+            z = table.p.detach().requires_grad_(True)
+            loss, acc = decoder.loss(z, m_fixed, token_lists)
+            start_acc = acc if start_acc is None else start_acc
+            # rows are independent: the sum of row losses gives each row its own gradient
+            (g,) = torch.autograd.grad(loss * len(token_lists), [z])
+            table.step(torch.nan_to_num(g), recipe)
+    e_k = e + (table.p - e.detach())
+    loss, acc_k = decoder.loss(e_k, m, token_lists)
+    return loss, (acc_k if start_acc is None else start_acc), acc_k

@@ -4,6 +4,12 @@
 `proto.fit --init-from CKPT`, `data_gen.build init_from=CKPT` and `encoder.evaluate
 refine=true` use it. Rows start at the encoder's e plus the recipe's init noise, with m frozen
 at the encoder's m (the corpus's), so refined e's belong to the same corpus.
+
+`curve` is amortised refinement as a product path: K steps of the decode loss from each start,
+batched in the fitter, with accuracy and exact match after each K of a trace (0 = the start
+itself). From the encoder's e the steps are plain Adam at a constant `refine_lr`, with no
+init noise, since a start that is mostly right is spoiled by the fitting recipe's large first
+steps; from e0 they are the corpus recipe's own (its lr, schedule and noise).
 """
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ import torch
 # Refinement starts near a solution, so the noise is small next to the embedding scale
 # (init_std 0.01 vs ~0.12) and the lr is the default's.
 REFINE_OVERRIDES = {"init_std": 0.01}
+TRACE = (0, 1, 2, 5, 10, 20)
+# the noise of a K-step refinement: none to speak of (init_std 0 would mean the embedding std)
+CURVE_NOISE = 1e-6
 
 
 def encoded_starts(spec: str, lm, token_lists: list[list[int]]):
@@ -65,4 +74,46 @@ def compare(lm, recipe, token_lists, e_enc, m, e0, batch_size: int = 32, log=Non
         if log:
             log(f"refine from {name}: {out[name]['solved']}/{len(res)} solved, median "
                 f"{out[name]['steps_median']} steps, {out[name]['seconds']} s")
+    return out
+
+
+def refine_recipe(recipe, lr: float, steps: int):
+    """The recipe for K refinement steps from an encoder's e: constant lr, no noise."""
+    import dataclasses
+    return dataclasses.replace(recipe, lr=lr, schedule="constant", warmup_steps=0,
+                               max_steps=max(1, steps), restart_after=0, init_std=CURVE_NOISE)
+
+
+def curve(lm, recipe, token_lists, e_start: torch.Tensor | None, m: torch.Tensor,
+          e_center: torch.Tensor | None, ks=TRACE, batch_size: int = 64) -> dict:
+    """{K: {acc, exact}} after K steps (mean over texts), and the fitted results. With e_start
+    the rows start there (the recipe's own init_std is their noise); else at e_center plus
+    the recipe's noise."""
+    from proto.fit import FitRow, Fitter
+    fitter = Fitter(lm, recipe, batch_size=batch_size, e_center=e_center)
+    if e_start is not None:
+        use_starts(fitter, lambda row: e_start[int(row.key)], {"init_std": recipe.init_std})
+    rows = [FitRow(list(t), str(i), 0) for i, t in enumerate(token_lists)]
+    res = fitter.fit(rows, m_mode="frozen", m=m, max_steps=max(max(ks), 1), trace=tuple(ks))
+    out = {}
+    for k in ks:
+        accs = [r.trace.get(k, r.accuracy) for r in res]
+        out[k] = {"acc": sum(accs) / len(accs),
+                  "exact": sum(a >= 1 - 1e-9 for a in accs) / len(accs)}
+    return {"by_k": out, "results": res}
+
+
+def curves(lm, start_recipe, token_lists, e_enc, m, e0, refine_lr: float, ks=TRACE,
+           log=None) -> dict:
+    """The refinement curve from the encoder's e (refine_recipe) and from e0 (the start's
+    recipe), side by side: {"encoder": {K: {acc, exact}}, "start": {...}}."""
+    out = {}
+    for name, recipe, start, center in (
+            ("encoder", refine_recipe(start_recipe, refine_lr, max(ks)), e_enc, None),
+            ("start", start_recipe, None, e0)):
+        t0 = time.time()
+        out[name] = curve(lm, recipe, token_lists, start, m, center, ks)["by_k"]
+        if log:
+            log(f"refinement curve from {name} ({time.time() - t0:.0f} s): " + ", ".join(
+                f"K={k} {v['acc']:.3f}/{v['exact']:.2f}" for k, v in out[name].items()))
     return out

@@ -120,6 +120,19 @@ def check_out(cfg: EncoderConfig) -> int | None:
     return info.get("step", 0)
 
 
+def start_from(enc, cfg: EncoderConfig, lm) -> None:
+    """Load cfg.init_from's trained weights into a fresh encoder of the same model config."""
+    from proto import config as PC
+
+    from . import checkpoint as ckpt
+    blob = ckpt.read(cfg.init_from)
+    if blob["llm"]["weights_sha256"] != lm.weights_sha256:
+        raise EncoderError(f"init_from {blob['path']} belongs to decoder {blob['llm']['name']}")
+    if blob["config"]["model"] != PC.to_dict(cfg.model):
+        raise EncoderError(f"init_from {blob['path']} has another model config than this run")
+    ckpt.load_state(enc, blob)
+
+
 def batch_inputs(examples, device) -> dict:
     from .models import pad_batch
     ids, mask = pad_batch([x.token_ids for x in examples], device)
@@ -140,6 +153,14 @@ def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tenso
         w = cfg.loss.decode_weight if cfg.loss.kind == "mix" else 1.0
         loss = loss + w * dec
         parts.update({"decode": dec.item(), "acc": acc.mean().item()})
+        t = cfg.train
+        if t.unroll_steps:
+            from .losses import unrolled
+            with enc.decoding():
+                dec_k, _, acc_k = unrolled(setup.decoder, e, m, [x.token_ids for x in examples],
+                                           t.unroll_steps, t.unroll_lr)
+            loss = loss + t.unroll_weight * dec_k
+            parts.update({"unrolled": dec_k.item(), "unrolled_acc": acc_k.mean().item()})
     if cfg.loss.kind == "nearest":
         with enc.decoding():
             z, acc, z_acc = nearest_targets(setup.decoder, e, m, [x.token_ids for x in examples],
@@ -187,6 +208,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial encoder on every rank
         enc = Encoder(cfg.model, self.setup.lm, self.setup.offset, self.setup.m,
                       train_m=cfg.m == "learned").to(self.setup.lm.device)
+        if cfg.init_from and self.resume_step is None:
+            start_from(enc, cfg, self.setup.lm)
         opt = torch.optim.AdamW(enc.param_groups(cfg.train.lr, cfg.train.head_lr,
                                                  cfg.train.weight_decay))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))

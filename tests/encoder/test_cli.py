@@ -28,7 +28,7 @@ def test_encode_then_decode_round_trip(trained, tmp_path, capsys):
     sol = tmp_path / "enc.safetensors"
     rc = encode(["--checkpoint", str(trained), "--text", "cat on a mat",
                  "--text", "a much longer text than any trained", "--out", str(sol),
-                 "--no-mlflow"])
+                 "mlflow=false"])
     assert rc == 0
     s, err = _last_json(capsys)
     assert s["texts"] == 2 and 0 <= s["accuracy_mean"] <= 1
@@ -77,13 +77,13 @@ def test_checkpoint_for_other_weights_is_refused(trained, tmp_path, capsys):
     torch.save(blob, bad)
     out = tmp_path / "o.safetensors"
     assert encode(["--checkpoint", str(bad), "--text", "hi", "--out", str(out),
-                   "--no-mlflow"]) == 2
+                   "mlflow=false"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error:") and "belongs to decoder" in err[-1]
     assert not out.exists()
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     assert encode(["--checkpoint", str(tmp_path / "junk.pt"), "--text", "hi", "--out",
-                   str(out), "--no-mlflow"]) == 2
+                   str(out), "mlflow=false"]) == 2
     assert "cannot read encoder checkpoint" in capsys.readouterr().err
 
 
@@ -188,3 +188,122 @@ def test_evaluate_all_texts_of_a_corpus_skips_what_the_encoder_trained_on(traine
     assert "another m" in capsys.readouterr().err
     assert main(["--checkpoint", str(trained), "mlflow=false", "texts=all"]) == 2
     assert "give corpus=DIR" in capsys.readouterr().err
+
+
+def test_encode_refines_k_steps_and_decode_reads_the_result(trained, tmp_path, capsys):
+    """refine_steps=K: each e takes at most K decode-loss steps from the encoder's e; the
+    file holds the refined e's, and proto.decode reads the accuracy it reports."""
+    from encoder.encode import main as encode
+    from proto import solution
+    from proto.cli import decode_main
+    sol = tmp_path / "ref.safetensors"
+    texts = ["cat on a mat", "a dog", "blue sky"]
+    args = ["--checkpoint", str(trained), "--out", str(sol), "mlflow=false"]
+    for t in texts:
+        args += ["--text", t]
+    assert encode(args + ["refine_steps=15", "refine_lr=0.05"]) == 0
+    s, _ = _last_json(capsys)
+    assert s["refine_steps"] == 15 and s["accuracy_mean"] >= s["encoded_accuracy_mean"] - 0.2
+    _, _, meta = solution.load(sol)
+    assert all(0 < r["steps"] <= 15 and r["status"] == "refined" for r in meta["rows"])
+    assert decode_main([str(sol), "--no-mlflow"]) == 0
+    d, _ = _last_json(capsys)
+    assert d["accuracy_mean"] == pytest.approx(s["accuracy_mean"])
+
+
+def test_encode_bad_inputs_are_one_line_and_write_nothing(trained, tmp_path, capsys):
+    from encoder.encode import main as encode
+    out = tmp_path / "x.safetensors"
+    base = ["--checkpoint", str(trained), "--out", str(out), "mlflow=false"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    cases = [(["--texts-file", str(empty)], "holds no text"),
+             (["--text", "hi", "refine_steps=-1"], "refine_steps must be >= 0"),
+             (["--text", "hi", "nope=1"], "unknown key"),
+             (["--text", "x" * 600], "more than the encoder's maximum")]
+    for extra, msg in cases:
+        assert encode(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error:") and msg in err[-1], err
+    assert not out.exists()
+
+
+def test_an_fp32_trained_encoder_decodes_in_fp32_by_default(trained, monkeypatch, tmp_path,
+                                                           capsys):
+    """The decoder runs in the precision the encoder was trained in, even where `auto` would
+    pick bf16; dtype= overrides it and says so."""
+    from encoder import checkpoint as ckpt
+    from proto import models as M
+    assert ckpt.read(str(trained))["precision"] == "float32"
+    monkeypatch.setenv("PROTOSPACE_CPU_BF16", "1")
+    M.cpu_precision.cache_clear()
+    try:
+        assert M.resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
+        _, dec, _, _ = ckpt.load(str(trained), device="cpu")
+        assert dec.lm.dtype == torch.float32
+        _, dec, _, _ = ckpt.load(str(trained), device="cpu", dtype="bf16")
+        assert dec.lm.dtype == torch.bfloat16
+        assert "trained in float32; decoding in bf16" in capsys.readouterr().err
+    finally:
+        M.cpu_precision.cache_clear()
+
+
+def test_missing_inputs_name_the_command_that_makes_them(tmp_path, capsys):
+    from encoder.encode import main as encode
+    from encoder.evaluate import main as evaluate
+    from proto.cli import decode_main
+    assert evaluate(["--checkpoint", "outputs/encoder/tiny-nowhere", "mlflow=false"]) == 2
+    assert "train one with python -m encoder.train" in capsys.readouterr().err
+    assert encode(["--checkpoint", str(tmp_path / "none"), "--text", "hi", "--out",
+                   str(tmp_path / "o.safetensors"), "mlflow=false"]) == 2
+    assert "python -m encoder.train --config" in capsys.readouterr().err
+    assert decode_main([str(tmp_path / "none.safetensors"), "--no-mlflow"]) == 2
+    assert "python -m proto.fit" in capsys.readouterr().err
+
+
+def test_evaluate_curve_and_stream_and_file_texts(trained, capsys, tmp_path):
+    """curve=true: accuracy and exact after K steps from the encoder's e and from e0; K = 0
+    is the one-pass accuracy itself. texts=file scores the lines of a file."""
+    from encoder.evaluate import main
+    f = tmp_path / "s.txt"
+    f.write_text("the cat sat\nblue sky\n")
+    assert main(["--checkpoint", str(trained), "mlflow=false", f"out={tmp_path / 'ev'}",
+                 "texts=file", "--texts-file", str(f), "curve=true", "curve_texts=2",
+                 "curve_steps=[0,1,3]"]) == 0
+    s, _ = _last_json(capsys)
+    assert s["texts"] == 2 and set(s["curve"]) == {"encoder", "start"}
+    assert set(s["curve"]["encoder"]) == {"0", "1", "3"}
+    assert s["curve"]["encoder"]["0"][0] == pytest.approx(s["eval/one_pass_acc"], abs=1e-6)
+    assert main(["--checkpoint", str(trained), "mlflow=false", f"out={tmp_path / 'ev2'}",
+                 "texts=stream", "limit=3", "stream_kinds=[tokens,words]"]) == 0
+    s, _ = _last_json(capsys)
+    assert s["texts"] == 3 * 2   # 3 texts of each kind at the encoder's one length
+
+
+def test_a_checkpoint_missing_a_trained_weight_is_refused(trained, tmp_path, capsys):
+    from encoder.encode import main as encode
+    blob = torch.load(trained / "encoder.pt", weights_only=True)
+    dropped = sorted(k for k in blob["state"] if k not in ("offset", "m"))[0]
+    del blob["state"][dropped]
+    bad = tmp_path / "lacks.pt"
+    torch.save(blob, bad)
+    assert encode(["--checkpoint", str(bad), "--text", "hi", "--out",
+                   str(tmp_path / "o.safetensors"), "mlflow=false"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "lacks trained weights" in err and dropped in err
+
+
+def test_init_from_starts_a_run_at_a_trained_encoders_weights(trained, tmp_path, enc_corpus):
+    from encoder import checkpoint as ckpt
+    from encoder.train import Trainer
+    from proto.models import load_model
+    cfg = encoder_config(tmp_path / "ft", enc_corpus, f"init_from={trained}",
+                         "train.steps=1", "train.lr=1e-12", "train.head_lr=1e-12")
+    Trainer(cfg, lm=load_model("tiny-random", device="cpu"), log=lambda s: None).run()
+    a = ckpt.read(str(trained))["state"]
+    b = ckpt.read(str(tmp_path / "ft"))["state"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    with pytest.raises(Exception, match="another model config"):
+        bad = encoder_config(tmp_path / "ft2", enc_corpus, f"init_from={trained}",
+                             "model.lora_rank=2")
+        Trainer(bad, lm=load_model("tiny-random", device="cpu"), log=lambda s: None).run()
