@@ -500,8 +500,7 @@ def _setup(cfg: BuildConfig, lm):
     content = content_config(cfg, precision)
     info = {
         "format": K.FORMAT, "model": lm.identity, "precision": precision,
-        "arrangement": {"name": arr.name, "prefix": list(arr.prefix),
-                        "prefix_spec": recipe.prefix},
+        "arrangement": {**arr.to_dict(), "prefix_spec": recipe.prefix},
         "recipe": dataclasses.asdict(recipe), "d_model": lm.d_model,
         "config": content, "fingerprint": fingerprint(content),
     }

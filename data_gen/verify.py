@@ -100,7 +100,7 @@ def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
     if lm.weights_sha256 != info["model"]["weights_sha256"]:
         warning = (f"model weights differ from the recorded ones "
                    f"({lm.weights_sha256[:12]} vs {info['model']['weights_sha256'][:12]})")
-    arr = Arrangement(info["arrangement"]["name"], tuple(info["arrangement"]["prefix"]))
+    arr = Arrangement.from_dict(info["arrangement"])
     m = K.load_m(root)[0] if arr.uses_m else None
     out = []
     by_len: dict[int, list[dict]] = {}

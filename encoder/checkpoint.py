@@ -32,7 +32,7 @@ def save(path: str | Path, enc: Encoder, cfg: EncoderConfig, lm, decoder: Decode
     blob = {"format": FORMAT, "config": C.to_dict(cfg), "state": enc.trainable_state(),
             "llm": lm.identity, "d_model": lm.d_model,
             "precision": str(lm.dtype).replace("torch.", ""),
-            "arrangement": {"name": decoder.arr.name, "prefix": list(decoder.arr.prefix)},
+            "arrangement": decoder.arr.to_dict(),
             "lengths": list(lengths), "corpus": corpus, "step": step,
             "metrics": metrics or {}}
     buf = io.BytesIO()
@@ -120,5 +120,5 @@ def load(spec: str, lm=None, device: str = "", dtype: str = ""):
     enc = Encoder(cfg.model, lm, state["offset"], m, train_m=cfg.m == "learned")
     load_state(enc, blob)
     enc.to(lm.device).eval()
-    arr = Arrangement(blob["arrangement"]["name"], tuple(blob["arrangement"]["prefix"]))
+    arr = Arrangement.from_dict(blob["arrangement"])
     return enc, Decoder.of(lm, arr), (None if m is None else m.to(lm.device)), blob

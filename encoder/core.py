@@ -66,8 +66,7 @@ def check_corpus(path: str, lm) -> tuple[dict, Arrangement]:
         raise EncoderError(f"corpus {path} was made with model {theirs.get('name')!r} "
                            f"(weights {str(theirs.get('weights_sha256'))[:12]}), not the "
                            f"encoder's decoder {lm.name!r} ({lm.weights_sha256[:12]})")
-    a = man.get("arrangement", {})
-    arr = Arrangement(a.get("name", "e_m"), tuple(a.get("prefix", [])))
+    arr = Arrangement.from_dict(man.get("arrangement", {}))
     if arr.autoregressive or not arr.uses_m:
         raise EncoderError(f"corpus {path} uses arrangement {arr.name!r}; the encoder needs a "
                            f"one-pass [e, m, ...] arrangement")

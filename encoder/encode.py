@@ -66,7 +66,7 @@ def solution_meta(lm, decoder, blob: dict, texts, toks, acc, c, steps) -> dict:
     trained = set(blob["lengths"])
     return {
         "model": lm.identity, "precision": str(lm.dtype).replace("torch.", ""),
-        "arrangement": {"name": decoder.arr.name, "prefix": list(decoder.arr.prefix)},
+        "arrangement": decoder.arr.to_dict(),
         "recipe": {"name": "encoded"},
         "encoded": {"checkpoint": blob["path"], "step": blob["step"],
                     "kind": blob["config"]["model"]["kind"], "lengths": sorted(trained)},

@@ -16,56 +16,31 @@ unrolled the decode loss after K refinement steps from the prediction (semi-amor
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 import torch.nn.functional as F
 
 from proto.arrangement import Arrangement
-from proto.fit import forward_scores
+from proto.onepass import OnePass, padded_targets
 
 
-@dataclasses.dataclass
-class Decoder:
-    """The frozen LLM as the decoder: arrangement, prefix embeddings and the shared m."""
-    lm: object
-    arr: Arrangement
-    prefix_emb: torch.Tensor | None
+class Decoder(OnePass):
+    """The frozen LLM as the encoder's decoder: one-pass logits, the decode loss and accuracy
+    for token lists (proto.onepass does the arrangement and the scoring)."""
 
     @classmethod
     def of(cls, lm, arr: Arrangement) -> "Decoder":
-        with torch.no_grad():
-            pe = (lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float()
-                  if arr.prefix else None)
-        return cls(lm, arr, pe)
+        return cls(lm, arr)
 
     def targets(self, token_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        n = max(len(t) for t in token_lists)
-        tgt = torch.full((len(token_lists), n), -100, dtype=torch.long)
-        for i, t in enumerate(token_lists):
-            tgt[i, : len(t)] = torch.tensor(t, dtype=torch.long)
-        return tgt.to(self.lm.device), torch.tensor([len(t) for t in token_lists],
-                                                    device=self.lm.device)
-
-    def logits(self, e: torch.Tensor, m: torch.Tensor | None, n: int) -> torch.Tensor:
-        if m is not None:
-            m = m.reshape(1, -1).expand(e.shape[0], -1)
-        x = self.arr.build(e.float(), None if m is None else m.float(), n, self.prefix_emb)
-        return forward_scores(self.lm, self.arr, x, n)
+        return padded_targets(token_lists, self.lm.device)
 
     def loss(self, e: torch.Tensor, m: torch.Tensor | None, token_lists: list[list[int]],
              focal_gamma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean over rows of each row's mean CE, and per-row accuracy (no grad). focal_gamma > 0
         weights each token's CE by (1 - p(token))^gamma: tokens already decoded count less."""
         tgt, n = self.targets(token_lists)
-        logits = self.logits(e, m, tgt.shape[1])
-        ce = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=-100, reduction="none")
-        if focal_gamma:
-            ce = ce * (1 - torch.exp(-ce)).pow(focal_gamma)
-        per_row = ce.sum(1) / n
-        with torch.no_grad():
-            acc = ((logits.argmax(-1) == tgt) & (tgt >= 0)).sum(1).float() / n
-        return per_row.mean(), acc
+        ce, hits = self.scores(e, m, tgt, n, focal_gamma=focal_gamma)
+        return ce.mean(), (hits.sum(1).float() / n).detach()
 
     @torch.no_grad()
     def accuracy(self, e: torch.Tensor, m: torch.Tensor | None, token_lists: list[list[int]],
@@ -75,8 +50,8 @@ class Decoder:
         for s in range(0, len(token_lists), batch_size):
             part = token_lists[s: s + batch_size]
             tgt, n = self.targets(part)
-            pred = self.logits(e[s: s + batch_size].to(self.lm.device), m, tgt.shape[1])
-            out.append((((pred.argmax(-1) == tgt) & (tgt >= 0)).sum(1).float() / n).cpu())
+            _, hits = self.scores(e[s: s + batch_size], m, tgt, n)
+            out.append((hits.sum(1).float() / n).cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
 

@@ -138,8 +138,7 @@ def compute_pairs(cfg: ConnectivityConfig, root: Path, man: dict, stored_keys: s
     if want and lm.weights_sha256 != want:
         raise K.CorpusError(f"model {lm.name} has weights {lm.weights_sha256[:12]}, the corpus "
                             f"was built with {want[:12]}: its e's are not solutions for it")
-    a_ = man["arrangement"]
-    arr = Arrangement(a_["name"], tuple(a_.get("prefix") or ()))
+    arr = Arrangement.from_dict(man["arrangement"])
     m = K.load_m(root)[0].float() if arr.uses_m else None
     ps = path_settings(cfg, man)
     out = []

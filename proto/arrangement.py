@@ -36,6 +36,14 @@ class Arrangement:
         if self.name not in NAMES:
             raise ValueError(f"unknown arrangement {self.name!r}; choose from {list(NAMES)}")
 
+    def to_dict(self) -> dict:
+        """How solution files, corpus manifests and encoder files record an arrangement."""
+        return {"name": self.name, "prefix": list(self.prefix)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Arrangement":
+        return cls(d.get("name", "e_m"), tuple(d.get("prefix") or ()))
+
     @property
     def uses_m(self) -> bool:
         return self.name not in ("eN", "mem_ar")

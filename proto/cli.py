@@ -164,8 +164,7 @@ def fit_main(argv=None) -> int:
         m = torch.stack([r.m for r in res]) if fitter.arr.uses_m else None
         meta = {
             "model": lm.identity, "precision": str(lm.dtype).replace("torch.", ""),
-            "arrangement": {"name": fitter.arr.name, "prefix": list(fitter.arr.prefix),
-                            "prefix_spec": recipe.prefix},
+            "arrangement": {**fitter.arr.to_dict(), "prefix_spec": recipe.prefix},
             "recipe": dataclasses.asdict(recipe), "config": C.to_dict(cfg),
             "rows": [{"text": texts[i // cfg.restarts], "restart": r.restart,
                       "token_ids": rows[i].token_ids, "accuracy": r.accuracy,
@@ -212,7 +211,7 @@ def decode_main(argv=None) -> int:
     try:
         e, m, meta = solution.load(a.solution)
         arr_meta = meta["arrangement"]
-        arr = Arrangement(arr_meta["name"], tuple(arr_meta["prefix"]))
+        arr = Arrangement.from_dict(arr_meta)
         name = a.model or meta["model"]["name"]
         lm = load_model(name, device=a.device or None, dtype=meta.get("precision", "auto"))
     except (solution.SolutionError, ModelLoadError, ValueError, KeyError) as exc:

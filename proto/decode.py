@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from .arrangement import Arrangement
-from .fit import forward_scores
 from .models import LoadedModel
+from .onepass import OnePass
 
 
 @dataclasses.dataclass
@@ -35,21 +35,7 @@ def one_pass(lm: LoadedModel, arr: Arrangement, e: torch.Tensor, m: torch.Tensor
 
     For mem_ar this is the teacher-forced pass (needs targets); use `autoregressive` to decode.
     """
-    e = e.to(lm.device, torch.float32)
-    if e.dim() == 1:
-        e = e.unsqueeze(0)
-    if m is not None:
-        m = m.to(lm.device, torch.float32)
-        m = m.unsqueeze(0).expand_as(e) if m.dim() == 1 else m
-    prefix_emb = (lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float()
-                  if arr.prefix else None)
-    tok_emb = None
-    if arr.autoregressive:
-        if targets is None:
-            raise ValueError("mem_ar one-pass scoring needs the targets (teacher forcing)")
-        tok_emb = lm.embed(targets.to(lm.device)).float()
-    x = arr.build(e, m, n, prefix_emb, tok_emb)
-    return forward_scores(lm, arr, x, n).argmax(-1)
+    return OnePass(lm, arr).logits(e, m, n, targets).argmax(-1)
 
 
 def hits(pred: torch.Tensor, targets: torch.Tensor) -> tuple[list[float], list[int]]:
@@ -88,8 +74,8 @@ def autoregressive(lm: LoadedModel, arr: Arrangement, mem: torch.Tensor, n: int)
     if mem.dim() == 1:
         mem = mem.unsqueeze(0)
     parts = []
-    if arr.prefix:
-        pe = lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float()
+    pe = OnePass(lm, arr).prefix_emb
+    if pe is not None:
         parts.append(pe.unsqueeze(0).expand(mem.shape[0], -1, -1))
     parts.append(mem.unsqueeze(1))
     x = torch.cat(parts, 1).to(lm.dtype)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from .arrangement import Arrangement, prefix_ids
 from .models import LoadedModel
+from .onepass import OnePass
 from .start import load_start
 
 ShareMode = Literal["row", "unit", "frozen"]
@@ -320,27 +321,6 @@ class _Outcomes:
         return new
 
 
-def forward_scores(lm: LoadedModel, arr: Arrangement, x: torch.Tensor, n: int) -> torch.Tensor:
-    """Logits [B, n, V] (float32) at the scored positions for input embeddings x [B, L, d]."""
-    pos = arr.score_positions(n).to(x.device)
-    if x.dtype != lm.dtype:
-        x = x.to(lm.dtype)
-    out = lm.model(inputs_embeds=x, logits_to_keep=pos, use_cache=False)
-    return out.logits.float()
-
-
-def row_losses(logits: torch.Tensor, targets: torch.Tensor, n: torch.Tensor, recipe: Recipe):
-    """Per-row mean CE over its own tokens, hits and per-token correctness (padding = -100)."""
-    mask = targets >= 0
-    ce = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
-    hits = (logits.argmax(-1) == targets) & mask
-    if recipe.loss == "ce_wrong":
-        w = 1.0 + recipe.wrong_weight * (~hits).float()
-        ce = ce * w
-    ce = ce * mask
-    return ce.sum(1) / n, hits
-
-
 class Fitter:
     """Fits proto-tokens for rows of token ids with one frozen model and one recipe."""
 
@@ -367,9 +347,7 @@ class Fitter:
         self.d = lm.d_model
         self.device = lm.device
         self.std = recipe.init_std or embedding_std(lm)
-        with torch.no_grad():
-            self.prefix_emb = (lm.embed(torch.tensor(self.arr.prefix, dtype=torch.long)).float()
-                               if self.arr.prefix else None)
+        self.onepass = OnePass(lm, self.arr)
 
     def check_length(self, n: int):
         if n < 1:
@@ -551,13 +529,10 @@ class _Batch:
         t0 = time.perf_counter()
         ru = torch.tensor(self.row_unit, device=self.tokens.device)
         leaves, per_row = self._leaves(ru)
-        n_max = int(self.n_tok.max())
-        tgt = self.tokens[:, :n_max]
-        f = self.f
-        x = f.arr.build(per_row["e"], per_row["m"], n_max, f.prefix_emb,
-                        f.lm.embed(tgt.clamp(min=0)).float() if f.arr.autoregressive else None)
-        loss_r, hits = row_losses(forward_scores(f.lm, f.arr, x, n_max), tgt, self.n_tok,
-                                  self.recipe)
+        tgt = self.tokens[:, :int(self.n_tok.max())]
+        loss_r, hits = self.f.onepass.scores(per_row["e"], per_row["m"], tgt, self.n_tok,
+                                             loss=self.recipe.loss,
+                                             wrong_weight=self.recipe.wrong_weight)
         train = [leaves[k] for k in ("e", "m") if self.tabs[k].trainable]
         finite = torch.isfinite(loss_r)
         grads = torch.autograd.grad(torch.where(finite, loss_r, 0).sum(), train,

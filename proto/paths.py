@@ -17,8 +17,8 @@ import dataclasses
 import torch
 
 from .arrangement import Arrangement
-from .fit import forward_scores, row_losses, Recipe
 from .models import LoadedModel
+from .onepass import OnePass
 
 
 @dataclasses.dataclass
@@ -53,28 +53,21 @@ def bezier_length(p1, pi, p2, n: int = 512) -> float:
     return float(torch.trapezoid(speed, dx=1.0 / n))
 
 
-def _scores(lm: LoadedModel, arr: Arrangement, pts: torch.Tensor, targets: torch.Tensor,
-            prefix_emb, recipe: Recipe):
+def _scores(op: OnePass, pts: torch.Tensor, targets: torch.Tensor):
     """(per-point loss [K], hits [K, N]) for points pts [K, 2, d]."""
-    n = targets.shape[1]
-    x = arr.build(pts[:, 0], pts[:, 1], n, prefix_emb,
-                  lm.embed(targets).float() if arr.autoregressive else None)
-    logits = forward_scores(lm, arr, x, n)
-    nn = torch.full((pts.shape[0],), n, device=pts.device)
-    return row_losses(logits, targets, nn, recipe)
+    return op.scores(pts[:, 0], pts[:, 1], targets)
 
 
 def evaluate(lm: LoadedModel, arr: Arrangement, token_ids: list[int], pts: torch.Tensor,
              chunk: int = 32) -> list[float]:
     """Accuracy of the text at each point pts [K, 2, d] (one pass per chunk of points)."""
-    dev = lm.device
-    tgt = torch.tensor([token_ids], device=dev)
-    pe = (lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float() if arr.prefix else None)
+    op = OnePass(lm, arr)
+    tgt = torch.tensor([token_ids], device=lm.device)
     out = []
     with torch.no_grad():
         for s in range(0, pts.shape[0], chunk):
-            p = pts[s: s + chunk].to(dev, torch.float32)
-            _, hits = _scores(lm, arr, p, tgt.expand(p.shape[0], -1), pe, Recipe())
+            p = pts[s: s + chunk].to(lm.device, torch.float32)
+            _, hits = _scores(op, p, tgt.expand(p.shape[0], -1))
             out += (hits.float().mean(1)).tolist()
     return out
 
@@ -89,11 +82,10 @@ def linear(lm, arr, token_ids, p1, p2, grid: int = 21) -> PathReport:
     return PathReport("linear", t.tolist(), acc, min(acc), sum(acc) / len(acc), 1.0)
 
 
-def _grid_check(lm, arr, tgt, pe, p1, pi, p2, t) -> tuple[float, list[float]]:
+def _grid_check(op: OnePass, tgt, p1, pi, p2, t) -> tuple[float, list[float]]:
     """(expected loss along the curve, accuracy at each t) in one no-grad pass."""
     with torch.no_grad():
-        loss, hits = _scores(lm, arr, bezier_points(p1, pi, p2, t), tgt.expand(len(t), -1), pe,
-                             Recipe())
+        loss, hits = _scores(op, bezier_points(p1, pi, p2, t), tgt.expand(len(t), -1))
     return float(loss.mean()), hits.float().mean(1).tolist()
 
 
@@ -120,12 +112,11 @@ def bezier(lm, arr, token_ids, p1, p2, *, steps: int = 300, samples: int = 8, lr
     opt = torch.optim.Adam([pi], lr=lr * scale if scale > 0 else lr)
     g = torch.Generator().manual_seed(seed)
     tgt = torch.tensor([token_ids], device=dev)
-    pe = (lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float() if arr.prefix else None)
+    op = OnePass(lm, arr)
     t_grid = torch.linspace(0, 1, grid, device=dev)
     history, stop, step = [], "cap", 0
-    rec = Recipe()
     while True:
-        loss_g, acc = _grid_check(lm, arr, tgt, pe, p1, pi.detach(), p2, t_grid)
+        loss_g, acc = _grid_check(op, tgt, p1, pi.detach(), p2, t_grid)
         history.append({"step": step, "loss": loss_g, "min_acc": min(acc)})
         if min(acc) >= 1.0 or scale == 0:
             stop = "solved" if min(acc) >= 1.0 else "cap"
@@ -138,8 +129,7 @@ def bezier(lm, arr, token_ids, p1, p2, *, steps: int = 300, samples: int = 8, lr
             break
         for _ in range(min(check_every, steps - step)):
             t = ((torch.arange(samples) + torch.rand(samples, generator=g)) / samples).to(dev)
-            loss, _ = _scores(lm, arr, bezier_points(p1, pi, p2, t), tgt.expand(samples, -1),
-                              pe, rec)
+            loss, _ = _scores(op, bezier_points(p1, pi, p2, t), tgt.expand(samples, -1))
             opt.zero_grad()
             loss.mean().backward()
             pi.grad.mul_(free)

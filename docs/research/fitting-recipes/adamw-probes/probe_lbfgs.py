@@ -5,7 +5,7 @@
 import sys, time, math, json
 import torch, torch.nn.functional as F
 from proto.models import load_model
-from proto.fit import Fitter, get_recipe, forward_scores, init_vector, row_seed
+from proto.fit import Fitter, get_recipe, init_vector, row_seed
 from data_gen.sources import sample_texts
 
 n, k, cap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -28,8 +28,7 @@ def run(opt, ids, key):
     solved_at = [None]
 
     def f():
-        x = fit.arr.build(e, m, n, fit.prefix_emb, None)
-        logits = forward_scores(lm, fit.arr, x, n)
+        logits = fit.onepass.logits(e, m, n)
         loss = F.cross_entropy(logits[0], tgt[0])
         evals[0] += 1
         acc = float((logits[0].argmax(-1) == tgt[0]).float().mean())

@@ -10,7 +10,8 @@ A variant is a JSON dict of Recipe overrides of default_v1 plus probe-only keys 
 import sys, time, math, json
 import torch, torch.nn.functional as F
 from proto.models import load_model
-from proto.fit import Fitter, get_recipe, forward_scores, init_vector, row_seed, RowAdam, row_losses
+from proto.onepass import row_losses
+from proto.fit import Fitter, get_recipe, init_vector, row_seed, RowAdam
 from data_gen.sources import sample_texts
 
 n, k, cap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -46,9 +47,8 @@ for var in variants:
     t0 = time.time()
     for step in range(1, cap + 1):
         e = te.p.detach().requires_grad_(); m = tm.p.detach().requires_grad_()
-        x = fit.arr.build(e, m, n, fit.prefix_emb, None)
-        logits = forward_scores(lm, fit.arr, x, n)
-        loss_r, hits = row_losses(logits, tgt, ntok, rec)
+        logits = fit.onepass.logits(e, m, n)
+        loss_r, hits = row_losses(logits, tgt, ntok, rec.loss, rec.wrong_weight)
         ge, gm = torch.autograd.grad(loss_r.sum(), [e, m])
         acc = hits.float().mean(1)
         newly = (acc == 1) & (solved < 0)

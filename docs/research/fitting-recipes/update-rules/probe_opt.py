@@ -32,8 +32,9 @@ import time
 import torch
 
 from data_gen.sources import sample_texts
-from proto.fit import Fitter, RowAdam, lr_factor, forward_scores, get_recipe, init_vector, row_losses, row_seed
+from proto.fit import Fitter, RowAdam, lr_factor, get_recipe, init_vector, row_seed
 from proto.models import load_model
+from proto.onepass import row_losses
 
 n, k, cap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 variants = [json.loads(v) for v in sys.argv[4:]] or [{}]
@@ -169,9 +170,8 @@ for var in variants:
     for step in range(1, cap + 1):
         pe, pm = get()
         e = pe.detach().requires_grad_(); m = pm.detach().requires_grad_()
-        x = fit.arr.build(e, m, nf, fit.prefix_emb, None)
-        logits = forward_scores(lm, fit.arr, x, nf)
-        loss_r, hits = row_losses(logits, tgt_v, ntok_v, rec)
+        logits = fit.onepass.logits(e, m, nf)
+        loss_r, hits = row_losses(logits, tgt_v, ntok_v, rec.loss, rec.wrong_weight)
         if probe.get("_loss") == "ce_masked":
             zt = logits.gather(-1, tgt_v.unsqueeze(-1)).squeeze(-1)
             other = logits.scatter(-1, tgt_v.unsqueeze(-1), float("-inf")).max(-1).values

@@ -19,8 +19,9 @@ import time
 import torch
 
 from data_gen.sources import sample_texts
-from proto.fit import Fitter, RowAdam, forward_scores, get_recipe, init_vector, row_losses
+from proto.fit import Fitter, RowAdam, get_recipe, init_vector
 from proto.models import load_model
+from proto.onepass import row_losses
 
 n, iters, k, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 over = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
@@ -46,8 +47,7 @@ for it in range(iters):
     tm.add(M0 + fit.std * torch.randn(B, d, generator=gen))
     for step in range(k + 1):
         e = te.p.detach().requires_grad_(); m = tm.p.detach().requires_grad_()
-        x = fit.arr.build(e, m, n, fit.prefix_emb, None)
-        loss_r, hits = row_losses(forward_scores(lm, fit.arr, x, n), tgt, ntok, rec)
+        loss_r, hits = row_losses(fit.onepass.logits(e, m, n), tgt, ntok, rec.loss, rec.wrong_weight)
         if step == 0:
             l0, a0 = loss_r.mean().item(), hits.float().mean().item()
         if step == k:
