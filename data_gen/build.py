@@ -41,11 +41,32 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
 from proto import config as C
+from proto.decode import h_lm, sample_continuations
+from proto.fit import (
+    FitRow,
+    Fitter,
+    Recipe,
+    embedding_std,
+    fit_shared_m,
+    get_recipe,
+    init_vector,
+    start_rows_at,
+)
 from proto.io import atomic_write_bytes, atomic_write_json
+from proto.models import ModelLoadError, load_model
+from proto.paths import as_point, bezier, linear
+from proto.providers import text_starts
+from proto.sources import SourceError
+from proto.start import load_start
+from proto.tracking import run as mlflow_run
 
 from . import corpus as K
-from .sources import SourceError
 from .texts import SourceConfig, Text, check_sources, corpus_texts
 
 # Config fields that do not change what a corpus contains: may differ between runs of a build.
@@ -110,7 +131,6 @@ class BuildConfig:
     mlflow: bool = True
 
     def __post_init__(self):
-        from proto.fit import get_recipe
         if not self.out:
             raise ValueError("out (the corpus directory) is empty")
         if not self.sources:
@@ -136,7 +156,6 @@ class BuildConfig:
 
 
 def _recipe(cfg: BuildConfig):
-    from proto.fit import get_recipe
     return get_recipe(cfg.recipe, **cfg.recipe_overrides)
 
 
@@ -179,9 +198,7 @@ def warm_set(cfg: BuildConfig, texts: list[Text]) -> list[Text]:
 
 def shared_m(lm, cfg: BuildConfig, recipe, warm: list[Text], prog):
     """The corpus's m (see BuildConfig.m_init) and the metadata saved with it."""
-    import torch
 
-    from proto.fit import FitRow, Fitter, embedding_std, fit_shared_m, init_vector
     meta = {"m_init": cfg.m_init}
     if cfg.m_init == "start":
         m0 = corpus_start(lm, recipe)[1]
@@ -214,7 +231,6 @@ def shared_m(lm, cfg: BuildConfig, recipe, warm: list[Text], prog):
 
 def corpus_start(lm, recipe):
     """(e0, m0) of m_init=start: the recipe's start file, else the start shipped for the model."""
-    from proto.start import load_start
     start = load_start(recipe.start or "learned", lm, recipe.arrangement, recipe.prefix)
     if start is None:
         raise C.ConfigError(f"m_init=start needs a learned start for {lm.name} (none is "
@@ -224,19 +240,16 @@ def corpus_start(lm, recipe):
 
 def encoder_starts(lm, fitter, cfg: BuildConfig, texts: list[Text], m, prog) -> None:
     """Refinement: the fitter starts each text at the encoder's e (one batched encoder pass)."""
-    import torch
 
-    from encoder.core import EncoderError
-    from encoder.refine import encoded_starts, use_starts
     try:
-        e, em, blob = encoded_starts(cfg.init_from, lm, [t.token_ids for t in texts])
-    except EncoderError as exc:
+        e, em, blob = text_starts(cfg.init_from, lm, [t.token_ids for t in texts])
+    except ValueError as exc:
         raise C.ConfigError(str(exc)) from None
     if m is None or not torch.allclose(em, m.cpu()):
         raise C.ConfigError(f"encoder {blob['path']} decodes with another m than this corpus "
                             f"(train it on a corpus with the same m_init and model)")
     starts = {t.text_id: e[i] for i, t in enumerate(texts)}
-    use_starts(fitter, lambda row: starts[row.key], cfg.recipe_overrides)
+    start_rows_at(fitter, lambda row: starts[row.key], cfg.recipe_overrides)
     prog.line(f"starts: encoder {blob['path']} (step {blob['step']}) for {len(texts)} texts")
 
 
@@ -244,11 +257,7 @@ def encoder_starts(lm, fitter, cfg: BuildConfig, texts: list[Text], m, prog) -> 
 
 def fit_chunk(lm, fitter, cfg: BuildConfig, texts: list[Text], m, progress=None):
     """Fit the rows of one chunk in ONE Fitter.fit call; returns a pyarrow table."""
-    import numpy as np
-    import pyarrow as pa
 
-    from proto.decode import h_lm
-    from proto.fit import FitRow
     rows, owner = [], []
     for t in texts:
         for r in range(n_restarts(cfg, t.text_id)):
@@ -284,10 +293,7 @@ def fit_chunk(lm, fitter, cfg: BuildConfig, texts: list[Text], m, progress=None)
 
 def chunk_pairs(lm, arr, cfg: BuildConfig, chunk: int, table, m):
     """Connectivity of sampled pairs of solved restarts of one text (from the written shard)."""
-    import pyarrow as pa
-    import torch
 
-    from proto.paths import as_point, bezier, linear
     data = table.select(["text_id", "restart", "token_ids", "e", "solved"]).to_pylist()
     by_text: dict[str, list[dict]] = {}
     for r in data:
@@ -360,7 +366,6 @@ def _refuse_if_different(root: Path, have: dict, want: dict):
     # The config names a recipe; what the name resolves to can change between versions of
     # protospace (the default recipe did). A field added since the corpus was started counts
     # as unchanged when it holds the dataclass default, i.e. behaves as before.
-    from proto.fit import Recipe
     base = dataclasses.asdict(Recipe())
     old_r, new_r = have.get("recipe", {}), want["recipe"]
     for k in sorted(set(old_r) | set(new_r)):
@@ -429,7 +434,6 @@ def _generator(lm, root: Path, rank: int, wait_seconds: float):
     Sampling is seeded, but logits (and so draws) can differ with thread count or device;
     the cache makes a resumed build or another rank use exactly the texts fitted first.
     """
-    from proto.decode import sample_continuations
     made: dict = {}
 
     def generate(contexts, k, n, seed):
@@ -466,9 +470,7 @@ def _scan(root: Path, n_chunks: int) -> tuple[list[dict], list[dict], list[int]]
 
 
 def _load_lm(cfg: BuildConfig):
-    import torch
 
-    from proto.models import load_model
     device = cfg.device or None
     if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one GPU per rank
@@ -489,7 +491,6 @@ def _dtype(cfg: BuildConfig) -> str:
 
 def _setup(cfg: BuildConfig, lm):
     """(fitter, build info): what build.json records and a resumed build must match."""
-    from proto.fit import Fitter
     recipe = _recipe(cfg)
     fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
                     tail_restarts=cfg.tail_restarts, tail_after=cfg.tail_after)
@@ -557,7 +558,6 @@ def _corpus_m(cfg: BuildConfig, lm, fitter, root: Path, rank: int, info: dict, w
 def _chunk(lm, fitter, cfg: BuildConfig, root: Path, i: int, texts: list[Text], m, prog):
     """Fit (or keep) chunk i's shard and check (or keep) its pairs shard; returns (fitted
     table or None, 'fitted' | 'redone' | 'skipped' | 'pairs')."""
-    import pyarrow.parquet as pq
     state, why = K.check_shard(root, K.SHARDS, i)
     if state == "corrupt":
         moved = K.move_aside(root, K.SHARDS, i)
@@ -611,7 +611,6 @@ def _manifest(lm, root: Path, info: dict, texts: list[Text], text_stats: dict, w
               n_chunks: int, uses_m: bool) -> dict:
     """Scan the shards, write manifest.json (complete, or partial unless a complete one is
     there already) and return its counts with the rows' stats and pairs tables."""
-    import pyarrow.parquet as pq
     shards, pairs, missing = _scan(root, n_chunks)
     status = "complete" if not missing else "partial"
     man_path = root / "manifest.json"
@@ -647,7 +646,6 @@ def _manifest(lm, root: Path, info: dict, texts: list[Text], text_stats: dict, w
 
 def build(cfg: BuildConfig, lm=None) -> dict:
     """Build or resume the corpus of `cfg` (lm: an already loaded model, for tests)."""
-    import torch
     t_start = time.time()
     rank, world = _rank_world()
     root = Path(cfg.out)
@@ -700,7 +698,6 @@ def _summary(lm, root: Path, man: dict, chunks: dict, rank: int, world: int, pro
 
 
 def _concat(tables):
-    import pyarrow as pa
     return pa.concat_tables(tables) if tables else None
 
 
@@ -720,9 +717,9 @@ def _log_run(mr, summary: dict, root: Path):
             v = pairs_tab.column(col).to_pylist()
             mr.metrics({f"data_gen/pairs_{col}_mean": sum(v) / len(v)})
     if stats_tab is not None and stats_tab.num_rows:
-        import matplotlib
+        import matplotlib  # lazy: matplotlib (~1 s) is needed only to draw plots
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
         steps = stats_tab.column("steps").to_pylist()
         ok = stats_tab.column("solved").to_pylist()
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -751,8 +748,6 @@ def main(argv=None) -> int:
     except C.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from proto.models import ModelLoadError
-    from proto.tracking import run as mlflow_run
     run_name = f"build-{Path(cfg.out).name}"
     try:
         with mlflow_run("data_gen", cfg, run_name=run_name, enabled=cfg.mlflow) as mr:

@@ -29,7 +29,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from proto.config import producing_config
 from proto.io import atomic_path, atomic_write_json, sha256_file
 
 FORMAT = "protospace.corpus/1"
@@ -179,7 +182,6 @@ def list_shards(root: str | Path, kind: str = SHARDS) -> list[dict]:
 # ---------------------------------------------------------------- m
 
 def save_m(root: str | Path, m, meta: dict) -> None:
-    from safetensors.torch import save_file
     path = Path(root) / "m.safetensors"
     with atomic_path(path) as tmp:
         save_file({"m": m.detach().float().cpu().contiguous()}, tmp,
@@ -188,7 +190,6 @@ def save_m(root: str | Path, m, meta: dict) -> None:
 
 def load_m(root: str | Path):
     """(m [d] float32 tensor, metadata dict) of a corpus."""
-    from safetensors import safe_open
     path = Path(root) / "m.safetensors"
     if not path.exists():
         raise CorpusError(f"{path} not found")
@@ -204,7 +205,6 @@ def load_m(root: str | Path):
 
 def build_command(root: str | Path) -> str:
     """The command that builds (or finishes) corpus `root`."""
-    from proto.config import producing_config
     cfg = producing_config("data_gen", root)
     if cfg is not None:
         return f"python -m data_gen.build --config {cfg}"
@@ -248,7 +248,7 @@ def read_corpus(path: str | Path, require_complete: bool = True, kind: str = SHA
     Shards come from the manifest (or, with require_complete=False and no manifest yet, from
     the sidecars of the shards written so far). cache_dir: datasets' Arrow cache.
     """
-    import datasets
+    import datasets  # lazy: datasets costs ~1 s and only readers of whole corpora need it
     root = Path(path)
     files = _files(root, kind, require_complete)
     if not files:

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from .sources import SourceError, gutenberg_documents, random_word_text, text_id
+from proto.sources import SourceError, gutenberg_documents, random_word_text, text_id
 
 KINDS = ("prose", "tokens", "words", "continuations")
 PROSE = ("britannica", "plays")

@@ -1,7 +1,7 @@
 """The texts of a corpus, enumerated deterministically from source configs.
 
 Sources (`name` of a SourceConfig):
-  britannica, plays  offline Gutenberg prose / plays (data_gen.sources)
+  britannica, plays  offline Gutenberg prose / plays (proto.sources)
   random-words       uniformly sampled top-100k English words (the paper's unnatural control)
   files              local .txt (one text per line, paragraph or file: `txt_split`), .jsonl
                      (`field` of each record) and .parquet (column `field`); globs allowed
@@ -31,7 +31,9 @@ import random
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .sources import SourceError, gutenberg_documents, random_word_text, text_id
+import pyarrow.parquet as pq
+
+from proto.sources import SourceError, gutenberg_documents, random_word_text, text_id
 
 SOURCE_NAMES = ("britannica", "plays", "random-words", "files", "hub", "generated")
 
@@ -122,7 +124,6 @@ def _file_documents(src: SourceConfig) -> Iterator[tuple[str, str]]:
     for path in _expand(src.paths):
         suffix = path.suffix.lower()
         if suffix == ".parquet":
-            import pyarrow.parquet as pq
             try:
                 col = pq.read_table(path, columns=[src.field]).column(src.field).to_pylist()
             except Exception as exc:
@@ -165,7 +166,6 @@ def check_sources(sources: list[SourceConfig]) -> None:
         for path in _expand(src.paths):
             suffix = path.suffix.lower()
             if suffix == ".parquet":
-                import pyarrow.parquet as pq
                 try:
                     names = pq.read_schema(path).names
                 except Exception as exc:
@@ -181,7 +181,7 @@ def check_sources(sources: list[SourceConfig]) -> None:
 
 def _hub_documents(src: SourceConfig) -> Iterator[tuple[str, str]]:
     try:
-        import datasets
+        import datasets  # lazy: datasets costs ~1 s and only readers of whole corpora need it
         ds = datasets.load_dataset(src.dataset, src.subset or None, split=src.split,
                                    streaming=True)
         for k, rec in enumerate(itertools.islice(ds, src.max_records)):

@@ -22,6 +22,13 @@ import random
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
+import torch
+
+from proto.arrangement import Arrangement
+from proto.decode import hits, one_pass
+from proto.models import ModelLoadError, load_model
+
 from . import corpus as K
 
 
@@ -76,12 +83,7 @@ def check_files(root: Path) -> dict:
 def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
              bad: set[str]) -> dict:
     """Re-decode `sample` rows with one_pass; recorded vs measured accuracy."""
-    import pyarrow.parquet as pq
-    import torch
 
-    from proto.arrangement import Arrangement
-    from proto.decode import hits, one_pass
-    from proto.models import load_model
     info = man or json.loads((root / "build.json").read_text())
     complete = man is not None and man.get("status") == "complete"
     files = [root / s["path"] for s in (man[K.SHARDS] if complete else K.list_shards(root))
@@ -149,7 +151,6 @@ def main(argv=None) -> int:
         print(f"{pr['problem']}: {pr['shard']}" + (f" ({pr['why']})" if "why" in pr else ""),
               file=sys.stderr)
     bad = {pr["shard"] for pr in files["problems"]}
-    from proto.models import ModelLoadError
     try:
         dec = redecode(root, files["manifest"], a.sample, a.seed, a.device, bad)
     except (ModelLoadError, K.CorpusError, OSError, ValueError, KeyError) as exc:

@@ -9,6 +9,7 @@ trained on, the corpus it came from and the step. It is refused for any other de
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import torch
@@ -102,7 +103,6 @@ def load(spec: str, lm=None, device: str = "", dtype: str = ""):
     """(encoder in eval mode, decoder, m, blob) for checkpoint `spec`; lm is loaded if None,
     in the precision the encoder was trained in unless `dtype` names another (said on
     stderr, since one-pass accuracy moves with it)."""
-    import sys
     blob = read(spec)
     cfg = C.from_dict(EncoderConfig, blob["config"])
     if lm is None:

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from data_gen.sources import SourceError
+from data_gen.corpus import CorpusError, load_m, read_manifest
 from proto.arrangement import Arrangement, prefix_ids
+from proto.decode import sample_continuations
+from proto.models import ModelLoadError, load_model
+from proto.sources import SourceError
+from proto.start import load_start
 
 from .config import EncoderConfig
 from .data import Example, Split, corpus_examples, make_stream, raw_pool
@@ -45,7 +50,6 @@ def device_for(cfg_device: str) -> str | None:
 
 
 def load_llm(name: str, device: str, dtype: str):
-    from proto.models import ModelLoadError, load_model
     try:
         return load_model(name, device=device_for(device), dtype=dtype, verbose=False)
     except ModelLoadError as exc:
@@ -54,7 +58,6 @@ def load_llm(name: str, device: str, dtype: str):
 
 def check_corpus(path: str, lm) -> tuple[dict, Arrangement]:
     """The corpus manifest, refused unless complete, made with lm's weights, and one-pass."""
-    from data_gen.corpus import CorpusError, read_manifest
     try:
         man = read_manifest(path)
     except CorpusError as exc:
@@ -75,7 +78,6 @@ def check_corpus(path: str, lm) -> tuple[dict, Arrangement]:
 
 def read_corpus(path: str, lm) -> tuple[dict, Arrangement, list[Example], torch.Tensor]:
     """A checked corpus: manifest, arrangement, its texts with their e's, and its m."""
-    from data_gen.corpus import CorpusError, load_m
     man, arr = check_corpus(path, lm)
     try:
         return man, arr, corpus_examples(path), load_m(path)[0].float()
@@ -100,15 +102,12 @@ def merge_examples(a: list[Example], b: list[Example]) -> list[Example]:
 def _sampler(lm):
     """The stream's continuation sampler: the decoder's own samples (proto.decode)."""
     def generate(contexts, k, n, seed):
-        from proto.decode import sample_continuations
         return sample_continuations(lm, contexts, k, n, seed)
     return generate
 
 
 def learned_start(lm) -> tuple[torch.Tensor, torch.Tensor] | None:
-    import warnings
 
-    from proto.start import load_start
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load_start("learned", lm, "e_m", "sink")
@@ -147,7 +146,6 @@ def _m_and_offset(cfg: EncoderConfig, lm, man: dict | None, corpus_m, train: lis
 def corpus_precision(cfg: EncoderConfig) -> str:
     """The decoder precision: cfg.dtype, where `auto` with a corpus is the corpus's own, so
     its fitted e's decode as they were fitted."""
-    from data_gen.corpus import CorpusError, read_manifest
     if cfg.dtype != "auto" or not cfg.data.corpus:
         return cfg.dtype
     try:

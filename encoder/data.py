@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from data_gen.corpus import read_table
 from data_gen.stream import TextStream
+from data_gen.texts import corpus_texts
 
 from .config import DataConfig
 
@@ -87,7 +89,6 @@ def _partition(xs: list[Example], cfg: DataConfig) -> tuple[list[Example], list[
 
 def corpus_examples(root: str | Path) -> list[Example]:
     """One Example per text of a corpus, with the e's of its solved restarts as targets."""
-    from data_gen.corpus import read_table
     tab = read_table(root, columns=["text_id", "source", "context_id", "text", "token_ids",
                                     "e", "accuracy", "solved"], require_complete=True)
     d = tab.schema.field("e").type.list_size
@@ -109,7 +110,6 @@ def corpus_examples(root: str | Path) -> list[Example]:
 
 def raw_pool(cfg: DataConfig, lengths: list[int], tokenize, detokenize) -> list[Example]:
     """`raw_pool` windows per raw source and length, drawn from data_gen's sources by seed."""
-    from data_gen.texts import corpus_texts
     srcs = [dataclasses.replace(s, count=cfg.raw_pool, lengths=list(lengths)) for s in cfg.raw]
     texts, _ = corpus_texts(srcs, tokenize, detokenize, cfg.seed)
     return [Example(t.text_id, t.source, t.context_id, list(t.token_ids), t.text)

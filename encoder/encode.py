@@ -27,14 +27,15 @@ from pathlib import Path
 
 import torch
 
-from proto import config as C
-from proto import solution
+from proto import config as C, solution
+from proto.fit import Recipe
 from proto.io import read_texts
 from proto.tracking import run as mlflow_run
 
 from . import checkpoint as ckpt
 from .core import EncoderError
-from .evaluate import encode_tokens
+from .models import encode_tokens
+from .refine import curve, refine_recipe
 
 
 @dataclasses.dataclass
@@ -59,7 +60,7 @@ class EncodeConfig:
 
 def encode_texts(enc, lm, texts: list[str], batch_size: int = 64) -> tuple[torch.Tensor, list]:
     toks = [lm.tokenize(t) for t in texts]
-    return encode_tokens(enc, lm, toks, texts, batch_size), toks
+    return encode_tokens(enc, toks, texts, batch_size=batch_size).cpu(), toks
 
 
 def solution_meta(lm, decoder, blob: dict, texts, toks, acc, c, steps) -> dict:
@@ -95,9 +96,7 @@ def load_inputs(cfg: EncodeConfig):
 
 def refine(cfg: EncodeConfig, enc, decoder, m, e, toks):
     """K refinement steps from e (the plain decoder: the encoder is released first)."""
-    from proto.fit import Recipe
 
-    from .refine import curve, refine_recipe
     enc.release()
     recipe = refine_recipe(Recipe(name="default"), cfg.refine_lr, cfg.refine_steps)
     res = curve(decoder.lm, recipe, toks, e, m.detach().float().cpu(), None,

@@ -39,50 +39,47 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from pathlib import Path
 import time
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import Example
+from data_gen.textdist import minilm_embeddings, tfidf_vectors
+from proto import config as C
+from proto.fit import Recipe, embedding_std
+from proto.io import read_texts
+from proto.report import write_outputs
+from proto.sources import text_id
+from proto.tracking import run as mlflow_run
+
+from . import checkpoint as ckpt, positions as P
+from .config import EncoderConfig
+from .core import EncoderError, check_corpus, prepare, read_corpus
+from .data import Example, as_example, eval_order, make_stream
+from .models import encode_tokens
+from .refine import compare, curves
 
 METHODS = ("encoder", "optimised", "knn", "mean", "start", "random")
 
 
-@torch.no_grad()
 def encode_examples(enc, examples: list[Example], device, batch_size: int = 64) -> torch.Tensor:
-    from .models import pad_batch
-    out = []
-    for s in range(0, len(examples), batch_size):
-        part = examples[s: s + batch_size]
-        ids, mask = pad_batch([x.token_ids for x in part], device)
-        out.append(enc({"ids": ids, "mask": mask, "texts": [x.text for x in part]}).float())
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def encode_tokens(enc, lm, token_lists: list[list[int]], texts: list[str] | None = None,
-                  batch_size: int = 64) -> torch.Tensor:
-    """e [R, d] on the CPU for plain token lists (texts: their strings; else detokenized)."""
-    texts = texts or [lm.detokenize(ids) for ids in token_lists]
-    exs = [Example(str(i), "input", str(i), list(ids), t)
-           for i, (ids, t) in enumerate(zip(token_lists, texts))]
-    return encode_examples(enc, exs, lm.device, batch_size).cpu()
+    return encode_tokens(enc, [x.token_ids for x in examples], [x.text for x in examples],
+                         device, batch_size)
 
 
 def knn_targets(train: list[Example], queries: list[Example], mode: str = "tfidf"
                 ) -> list[np.ndarray]:
     """For each query, the first fitted e of its nearest training text (FAISS, cosine)."""
-    import faiss
+    import faiss  # lazy: faiss is needed only for nearest-neighbour searches
     pool = [x for x in train if x.targets is not None]
     if not pool:
         return []
     texts = [x.text for x in pool] + [x.text for x in queries]
     if mode == "minilm":
-        from eval.textdist import minilm_embeddings
         vec = minilm_embeddings(texts)
     else:
-        from eval.textdist import tfidf_vectors
         vec = tfidf_vectors(texts, [x.token_ids for x in pool] + [x.token_ids for x in queries]
                             ).astype(np.float32).toarray()
     vec = np.ascontiguousarray(vec, dtype=np.float32)
@@ -113,7 +110,6 @@ def baseline_es(setup, examples: list[Example], knn: str, seed: int = 0
                 ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None, list[Example]]]:
     """method -> (e's, m, the examples they score); baselines that need a corpus are absent
     without one, and `optimised` scores only texts the corpus solved."""
-    from proto.fit import embedding_std
     lm, d = setup.lm, setup.lm.d_model
     out = {"start": (setup.offset.reshape(1, d).expand(len(examples), d), setup.m, examples)}
     g = torch.Generator().manual_seed(seed)
@@ -242,8 +238,6 @@ class EvalConfig:
 def unseen_examples(setup, path: str, limit: int) -> list[Example]:
     """Every text of corpus `path` at the setup's lengths that the encoder never trained on
     (by id or tokens), in the held-out order; the corpus must share the encoder's m."""
-    from .core import EncoderError, read_corpus
-    from .data import eval_order
     _, _, xs, m = read_corpus(path, setup.lm)
     ref = setup.corpus_m if setup.corpus_m is not None else setup.m
     if ref is None or not torch.equal(m, ref.float().cpu()):
@@ -262,9 +256,7 @@ def unseen_examples(setup, path: str, limit: int) -> list[Example]:
 
 def positions_block(enc, setup, examples: list[Example], knn: str) -> dict:
     """Accuracy by position and by training-token frequency, for the encoder and kNN."""
-    from collections import Counter
 
-    from . import positions as P
     counts = Counter(t for x in setup.split.train_corpus for t in x.token_ids)
     toks = [x.token_ids for x in examples]
     e = encode_examples(enc, examples, setup.lm.device)
@@ -283,9 +275,7 @@ def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example]
                   ) -> tuple[dict | None, dict | None]:
     """(refine, curve): full fits of held-out texts from the learned start and from the
     encoder's e (refine=true), and the K-step refinement curve from both (curve=true)."""
-    from proto.fit import Recipe
 
-    from .refine import compare, curves
     n = max(cfg.refine_texts if cfg.refine else 0, cfg.curve_texts if cfg.curve else 0)
     if not n:
         return None, None
@@ -322,10 +312,7 @@ def curve_table(curve: dict) -> str:
 
 def file_examples(path: str, lm, limit: int = 0) -> list[Example]:
     """One example per non-empty line of a UTF-8 file, at its own token length."""
-    from data_gen.sources import text_id
-    from proto.io import read_texts
 
-    from .core import EncoderError
     try:
         texts = read_texts([], path)
     except ValueError as exc:
@@ -341,7 +328,6 @@ def file_examples(path: str, lm, limit: int = 0) -> list[Example]:
 
 def stream_examples(cfg: EvalConfig, setup) -> list[Example]:
     """`limit` (default 64) held-out stream texts of each kind of stream_kinds and length."""
-    from .data import as_example, make_stream
     data = setup.split.cfg
     kinds = {k: (1.0 if k in cfg.stream_kinds else 0.0) for k in ("prose", "tokens", "words")}
     scfg = dataclasses.replace(data.stream, continuations=0.0, **kinds)
@@ -351,7 +337,6 @@ def stream_examples(cfg: EvalConfig, setup) -> list[Example]:
 
 
 def select_examples(cfg: EvalConfig, setup, corpus: str, enc) -> list[Example]:
-    from .core import EncoderError
     if cfg.texts == "all":
         xs = unseen_examples(setup, corpus, cfg.limit)
     elif cfg.texts == "file":
@@ -372,11 +357,7 @@ def select_examples(cfg: EvalConfig, setup, corpus: str, enc) -> list[Example]:
 
 def load_setup(cfg: EvalConfig):
     """(checkpoint blob, encoder, setup, evaluated corpus) of an evaluation config."""
-    from proto import config as C
 
-    from . import checkpoint as ckpt
-    from .config import EncoderConfig
-    from .core import EncoderError, check_corpus, prepare
     blob = ckpt.read(cfg.checkpoint)
     ecfg = C.from_dict(EncoderConfig, blob["config"])
     corpus = cfg.corpus or ecfg.data.corpus
@@ -402,11 +383,8 @@ def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
                    examples: list[Example]) -> tuple[dict, dict, dict | None, dict | None]:
     """Score, break down, refine (refine=true) and run the refinement curve (curve=true); log
     and write. -> (res, metrics, refined, curve)"""
-    from proto.tracking import run as mlflow_run
 
-    from eval.common import write_outputs
 
-    from . import positions as P
     with mlflow_run("encoder", cfg, run_name="evaluate", enabled=cfg.mlflow) as mr:
         mr.tags({"stage": "encoder-evaluate", "model": blob["llm"]["name"],
                  "corpus": corpus, "encoder": blob["path"]})
@@ -429,9 +407,7 @@ def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
 
 
 def main(argv=None) -> int:
-    from proto import config as C
 
-    from .core import EncoderError
     cfg = C.parse_cli(EvalConfig, __doc__, argv, prog="python -m encoder.evaluate",
                       paths={"checkpoint": "encoder file, training output dir, or 'default'",
                              "corpus": "corpus directory (default: the training corpus)",

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from proto.arrangement import Arrangement
+from proto.fit import Recipe, RowAdam
 from proto.onepass import OnePass, padded_targets
 
 
@@ -96,7 +97,6 @@ def unrolled(decoder: Decoder, e: torch.Tensor, m: torch.Tensor | None,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(CE after `steps` refinement steps, with its gradient flowing into e; accuracy of e;
     accuracy after the steps). The steps are those of encoder.refine's K-step path."""
-    from proto.fit import Recipe, RowAdam
     recipe = Recipe(name="refine", lr=lr, max_steps=max(1, steps))
     table = RowAdam(e.shape[1], e.device, True)
     table.add(e.detach())

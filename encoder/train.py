@@ -24,17 +24,27 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from tqdm import tqdm
 
-from proto import config as C
-from proto.tracking import free_port
+from proto import config as C, config as PC
+from proto.io import atomic_write_bytes, atomic_write_json
+from proto.tracking import free_port, run as mlflow_run
 
+from . import checkpoint as ckpt
 from .config import EncoderConfig
-from .core import EncoderError
+from .core import EncoderError, device_for, prepare
+from .evaluate import evaluate, flat_metrics, table
+from .losses import nearest_targets, regress_loss, unrolled
+from .models import Encoder, pad_batch
+from .plots import learning_curve
 
 # config fields that may differ between a run and its resumption
 VOLATILE = {"train.stop_after", "train.resume", "train.steps", "mlflow", "threads", "device",
@@ -47,8 +57,7 @@ class NaNLoss(RuntimeError):
 
 def init_distributed(device: str) -> tuple[int, int]:
     """(rank, world); a process started without a launcher becomes rank 0 of 1."""
-    import deepspeed
-    import torch.distributed as dist
+    import deepspeed  # lazy: deepspeed's import costs seconds and probes accelerators
     if not dist.is_initialized():
         for k, v in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
                      ("MASTER_ADDR", "127.0.0.1")):
@@ -122,9 +131,7 @@ def check_out(cfg: EncoderConfig) -> int | None:
 
 def start_from(enc, cfg: EncoderConfig, lm) -> None:
     """Load cfg.init_from's trained weights into a fresh encoder of the same model config."""
-    from proto import config as PC
 
-    from . import checkpoint as ckpt
     blob = ckpt.read(cfg.init_from)
     if blob["llm"]["weights_sha256"] != lm.weights_sha256:
         raise EncoderError(f"init_from {blob['path']} belongs to decoder {blob['llm']['name']}")
@@ -134,14 +141,12 @@ def start_from(enc, cfg: EncoderConfig, lm) -> None:
 
 
 def batch_inputs(examples, device) -> dict:
-    from .models import pad_batch
     ids, mask = pad_batch([x.token_ids for x in examples], device)
     return {"ids": ids, "mask": mask, "texts": [x.text for x in examples]}
 
 
 def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tensor, dict]:
     """The loss of one micro-batch and its parts (decode CE, accuracy, regress distance)."""
-    from .losses import nearest_targets, regress_loss
     enc = engine.module
     e = engine(batch_inputs(examples, setup.lm.device)).float()
     m = enc.m if enc.m is not None else setup.m
@@ -155,7 +160,6 @@ def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tenso
         parts.update({"decode": dec.item(), "acc": acc.mean().item()})
         t = cfg.train
         if t.unroll_steps:
-            from .losses import unrolled
             with enc.decoding():
                 dec_k, _, acc_k = unrolled(setup.decoder, e, m, [x.token_ids for x in examples],
                                            t.unroll_steps, t.unroll_lr)
@@ -179,7 +183,6 @@ def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tenso
 
 
 def _reduce_mean(values: dict, world: int) -> dict:
-    import torch.distributed as dist
     keys = sorted(values)
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
     if world > 1:
@@ -196,10 +199,8 @@ class Trainer:
         self.lm = lm
 
     def build(self):
-        import deepspeed
+        import deepspeed  # lazy: deepspeed's import costs seconds and probes accelerators
 
-        from .core import device_for, prepare
-        from .models import Encoder
         cfg = self.cfg
         self.rank, self.world = init_distributed(device_for(cfg.device))
         self.resume_step = check_out(cfg)
@@ -238,9 +239,7 @@ class Trainer:
         return h
 
     def save(self, metrics: dict | None = None):
-        from proto.io import atomic_write_json
 
-        from . import checkpoint as ckpt
         out = Path(self.cfg.out)
         with contextlib.redirect_stdout(sys.stderr):
             self.engine.save_checkpoint(str(out / "ckpt"), tag=f"step{self.step}",
@@ -251,21 +250,18 @@ class Trainer:
                       self.setup.decoder, self.setup.lengths, self.setup.corpus, self.step,
                       metrics)
             atomic_write_json(out / "history.json", self.history)
-            from proto.io import atomic_write_bytes
             atomic_write_bytes(out / "config.yaml", C.dump_yaml(self.cfg).encode())
             atomic_write_json(out / "run.json", {"content": content(self.cfg), "step": self.step,
                                                  "world": self.world})
             self._prune(out / "ckpt")
 
     def _prune(self, root: Path, keep: int = 2):
-        import shutil
         tags = sorted((p for p in root.glob("step*") if p.is_dir()),
                       key=lambda p: int(p.name[4:]))
         for p in tags[:-keep]:
             shutil.rmtree(p, ignore_errors=True)
 
     def evaluate(self) -> dict:
-        from .evaluate import evaluate, flat_metrics
         enc = self.engine.module
         enc.eval()
         res = evaluate(enc, self.setup, self.eval_set, baselines=self.baselines)
@@ -276,7 +272,6 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
     def train_step(self) -> dict:
-        import torch.distributed as dist
         t = self.cfg.train
         sums: dict = {}
         bad = 0.0
@@ -303,7 +298,6 @@ class Trainer:
         return _reduce_mean(sums, self.world)
 
     def run(self) -> dict:
-        from proto.tracking import run as mlflow_run
         t0 = time.time()
         self.build()
         cfg = self.cfg
@@ -317,7 +311,6 @@ class Trainer:
         return summary
 
     def _tag(self, mr):
-        import subprocess
         try:
             commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                     text=True, timeout=5).stdout.strip()
@@ -333,7 +326,6 @@ class Trainer:
     def _progress(self, stop: int):
         if self.rank != 0:
             return None
-        from tqdm import tqdm
         return tqdm(total=stop, initial=self.step, desc="encoder", unit="step", file=sys.stderr,
                     mininterval=2, dynamic_ncols=True)
 
@@ -372,7 +364,6 @@ class Trainer:
         return json.loads(p.read_text()).get("step", 0) if p.exists() else 0
 
     def _eval_point(self, mr):
-        import torch.distributed as dist
         if self.rank == 0:
             _, metrics = self.evaluate()
             self.history["eval"].append({"step": self.step, **metrics})
@@ -393,10 +384,8 @@ class Trainer:
                    "seconds": round(time.time() - t0, 1), "world": self.world,
                    "finished": self.step >= self.cfg.train.steps}
         if self.rank == 0:
-            from .plots import learning_curve
             metrics = self._last_eval()
             if self.step >= self.cfg.train.steps:
-                from .evaluate import flat_metrics, table
                 if self.last_res and self.last_res[0] == self.step:
                     res = self.last_res[1]
                     metrics = flat_metrics(res)

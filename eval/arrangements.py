@@ -37,7 +37,9 @@ import time
 from eval import common as E
 from proto import config as C
 from proto.arrangement import PAPER_LABELS, Arrangement
-from proto.models import DEFAULT_MODEL
+from proto.fit import FitRow, Fitter
+from proto.models import DEFAULT_MODEL, load_model
+from proto.report import md_table
 
 # Paper Table 1 (Llama-3.2-1B, the same 50 PG-19 texts per arrangement, paper optimiser with
 # <= 5000 steps): accuracy mean ± std over texts. Copied from /work/shared/paper.txt, whose
@@ -94,8 +96,6 @@ class ArrangementsConfig:
 
 
 def study(cfg: ArrangementsConfig, log=E.stderr_log) -> dict:
-    from proto.fit import FitRow, Fitter
-    from proto.models import load_model
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
     lengths = sorted(set(cfg.lengths))
     recipes = {a: E.resolve_recipe(cfg.recipe, cfg.recipe_overrides, cfg.max_steps,
@@ -152,13 +152,13 @@ def table(rep: dict) -> str:
             "N = 4, the other 1.00 ± 0.00.")
     if any(c["arrangement"] == "mem_ar" for c in rep["cells"]):
         foot += "\nmem_ar (not in Table 1) is scored teacher-forced."
-    return head + "\n" + E.md_table(
+    return head + "\n" + md_table(
         ["arrangement", "paper label", "N", "accuracy", "solved", "median steps",
          "paper (Llama-3.2-1B)"], rows) + "\n" + foot
 
 
 def plot(rep: dict):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for a in dict.fromkeys(c["arrangement"] for c in rep["cells"]):
         cs = [c for c in rep["cells"] if c["arrangement"] == a]

@@ -30,8 +30,11 @@ import statistics
 import sys
 from pathlib import Path
 
+from data_gen.build import BuildConfig, build
 from eval import common as E
 from proto import config as C
+from proto.models import load_model
+from proto.report import md_table
 from proto.tracking import metric_key
 
 SHARED = ("model", "device", "dtype", "sources", "seed")   # BuildConfig fields of every arm
@@ -72,7 +75,6 @@ class CorpusBenchConfig:
 
 
 def arm_config(cfg: CorpusBenchConfig, arm: dict):
-    from data_gen.build import BuildConfig
     data = C.deep_merge(C.read_yaml(cfg.build_config), cfg.build)
     data = C.deep_merge(data, {k: v for k, v in arm.items() if k != "name"})
     data.update(out=str(Path(cfg.out) / "corpora" / arm["name"]), mlflow=False,
@@ -81,7 +83,6 @@ def arm_config(cfg: CorpusBenchConfig, arm: dict):
 
 
 def run_arm(cfg: CorpusBenchConfig, arm: dict, lm, log) -> dict:
-    from data_gen.build import build
     bcfg = arm_config(cfg, arm)
     if Path(bcfg.out).exists():   # a resumed build would skip its fitted chunks: start fresh
         shutil.rmtree(bcfg.out)
@@ -105,7 +106,6 @@ def run_arm(cfg: CorpusBenchConfig, arm: dict, lm, log) -> dict:
 
 
 def study(cfg: CorpusBenchConfig, log=E.stderr_log) -> dict:
-    from proto.models import load_model
     first = arm_config(cfg, cfg.arms[0])
     lm = load_model(first.model, device=first.device or None, dtype=first.dtype)
     arms = [run_arm(cfg, a, lm, log) for a in cfg.arms]
@@ -119,7 +119,7 @@ def study(cfg: CorpusBenchConfig, log=E.stderr_log) -> dict:
 
 
 def plot(rep: dict):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     arms = rep["arms"]
     a1.bar([a["arm"] for a in arms], [a["texts_per_hour"] for a in arms], color="tab:blue")
@@ -148,7 +148,7 @@ def table(rep: dict) -> str:
              a["steps_total"], f"x{a['speedup_steps']:.2f}"]
             for a in rep["arms"]]
     first = rep["arms"][0]["arm"]
-    return E.md_table(["arm", "changes", "solved", "seconds", "solved texts/h", f"vs {first}",
+    return md_table(["arm", "changes", "solved", "seconds", "solved texts/h", f"vs {first}",
                        "median steps", "max steps", "steps, all texts", f"vs {first}"], rows)
 
 

@@ -22,8 +22,15 @@ import sys
 
 import torch
 
+from encoder.config import EncoderConfig
+from encoder.core import EncoderError, learned_start, load_llm
+from encoder.losses import Decoder
+from encoder.models import Encoder, pad_batch
 from proto import config as C
+from proto.arrangement import Arrangement, prefix_ids
+from proto.sources import sample_texts
 
+from .bench_fit import matmul_rate, timed
 from .common import run_command
 
 
@@ -44,11 +51,6 @@ class BenchEncoderConfig:
 def build(cfg: BenchEncoderConfig):
     """(encoder, decoder, m, optimizer, lm) as the encoder config trains them (no corpus read:
     the benchmark needs only shapes, so m is the learned start's or a random vector)."""
-    from encoder.config import EncoderConfig
-    from encoder.core import learned_start, load_llm
-    from encoder.losses import Decoder
-    from encoder.models import Encoder
-    from proto.arrangement import Arrangement, prefix_ids
     ecfg = C.load(EncoderConfig, cfg.encoder_config)
     lm = load_llm(ecfg.llm, cfg.device or ecfg.device, ecfg.dtype)
     start = learned_start(lm)
@@ -61,13 +63,11 @@ def build(cfg: BenchEncoderConfig):
 
 
 def bench(cfg: BenchEncoderConfig, log=print) -> dict:
+    # lazy: the FLOP counter is needed only by the benchmark
     from torch.utils.flop_counter import FlopCounterMode
 
-    from encoder.models import pad_batch
 
-    from .bench_fit import matmul_rate, timed
     enc, dec, m, opt, lm = build(cfg)
-    from data_gen.sources import sample_texts
     toks = [ids for _, ids in sample_texts(lm.tokenize, "random-words", cfg.n_tokens,
                                              cfg.micro_batch)]
     ids, mask = pad_batch(toks, lm.device)
@@ -122,7 +122,6 @@ def main(argv=None) -> int:
         lines = [f"| {k} | {v} |" for k, v in r.items()]
         return "| measure | value |\n|---|---|\n" + "\n".join(lines), r
 
-    from encoder.core import EncoderError
     return run_command(BenchEncoderConfig, __doc__, argv, "bench_encoder", body,
                        errors=(C.ConfigError, EncoderError))
 

@@ -28,8 +28,10 @@ import time
 
 import torch
 
+from eval.common import run_command, stderr_log, table_errors
 from proto.fit import FitRow, Fitter, get_recipe
 from proto.models import DEFAULT_MODEL, load_model
+from proto.sources import sample_texts
 
 
 @dataclasses.dataclass
@@ -129,6 +131,7 @@ def time_steps(fitter: Fitter, rows, steps: int = 3) -> float:
 
 
 def profile_step(fitter: Fitter, rows, top: int = 8) -> list[dict]:
+    # lazy: the profiler is needed only by the FLOP breakdown
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     fitter.fit(rows, max_steps=1)  # warm-up
@@ -143,7 +146,6 @@ def profile_step(fitter: Fitter, rows, top: int = 8) -> list[dict]:
 
 
 def bench(cfg: BenchConfig, log=print) -> dict:
-    from data_gen.sources import sample_texts
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
     texts = [ids for _, ids in sample_texts(lm.tokenize, cfg.source, cfg.n_tokens,
                                             cfg.n_texts, seed=cfg.seed)]
@@ -246,7 +248,6 @@ def report(cfg: BenchConfig, r: dict) -> str:
 
 
 def main(argv=None):
-    from eval.common import run_command, stderr_log, table_errors
 
     def body(cfg, mr):
         r = bench(cfg, log=stderr_log)

@@ -33,10 +33,14 @@ import statistics
 import sys
 import time
 
+from encoder.refine import encoded_starts
 from eval import common as E
 from proto import config as C
+from proto.fit import FitRow, Fitter, start_rows_at
 from proto.io import read_texts
-from proto.models import DEFAULT_MODEL
+from proto.models import DEFAULT_MODEL, load_model
+from proto.report import md_table
+from proto.sources import sample_texts
 
 
 @dataclasses.dataclass
@@ -70,14 +74,12 @@ class TailConfig:
 
 
 def _fitter(cfg, lm, tail: int, after: float, starts):
-    from proto.fit import Fitter
     recipe = E.resolve_recipe(cfg.recipe, cfg.recipe_overrides, cfg.cap)
     f = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed, tail_restarts=tail,
                tail_after=after)
     if starts is not None:
-        from encoder.refine import use_starts
         e = starts[0]
-        use_starts(f, lambda row: e[int(row.key)], cfg.recipe_overrides)
+        start_rows_at(f, lambda row: e[int(row.key)], cfg.recipe_overrides)
     return f
 
 
@@ -104,9 +106,6 @@ def arm(cfg, lm, rows, tail: int, after: float, starts, log) -> dict:
 
 
 def bench(cfg: TailConfig, log=E.stderr_log) -> dict:
-    from data_gen.sources import sample_texts
-    from proto.fit import FitRow
-    from proto.models import load_model
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
     if cfg.texts_file:
         texts = [lm.tokenize(t) for t in read_texts([], cfg.texts_file)][: cfg.n_texts]
@@ -116,7 +115,6 @@ def bench(cfg: TailConfig, log=E.stderr_log) -> dict:
     rows = [FitRow(ids, str(i)) for i, ids in enumerate(texts)]
     starts = None
     if cfg.init_from:
-        from encoder.refine import encoded_starts
         e, m, _ = encoded_starts(cfg.init_from, lm, texts)
         starts = (e, m)
     arms = []
@@ -137,7 +135,7 @@ def bench(cfg: TailConfig, log=E.stderr_log) -> dict:
 
 
 def plot(rep: dict):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     for a, color in zip(rep["arms"], ("tab:blue", "tab:orange", "tab:green", "tab:red",
                                       "tab:purple")):
@@ -162,7 +160,7 @@ def report(rep: dict) -> str:
              f"{a['texts_per_hour']:.0f}", f"x{a.get('speedup_texts_per_hour', 1.0):.2f}",
              f"{a['steps_median']:g}", a["steps_max"], a["row_steps"], a["won_by_tail_row"]]
             for a in rep["arms"]]
-    return E.md_table(["arm", "solved", "seconds", "texts/h", "vs today", "median steps",
+    return md_table(["arm", "solved", "seconds", "texts/h", "vs none", "median steps",
                        "max steps", "row-steps", "won by a tail row"], rows)
 
 

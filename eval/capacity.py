@@ -58,7 +58,11 @@ from pathlib import Path
 
 from eval import common as E
 from proto import config as C
-from proto.models import DEFAULT_MODEL
+from proto.decode import h_lm
+from proto.fit import FitRow, Fitter, fit_shared_m
+from proto.io import atomic_write_json
+from proto.models import DEFAULT_MODEL, load_model
+from proto.report import md_table
 
 # Paper Table 3, (C_tokens, H_LM mean, H_LM std) at each model's capacity; "Share p" False /
 # True. Copied from /work/shared/paper.txt (rows Random and PG-19, two of the six models).
@@ -153,7 +157,6 @@ class CapacityConfig:
 
 
 def _warm_m(cfg, lm, recipe, texts, log):
-    from proto.fit import fit_shared_m
     src = cfg.sources[0]
     pool = E.prefix_texts(lm, src, cfg.warm_length, cfg.warm_texts + len(texts), cfg.seed + 1)
     taken = {tuple(t[:cfg.warm_length]) for t in texts.values()}
@@ -170,7 +173,6 @@ def _warm_m(cfg, lm, recipe, texts, log):
 def _fit_length(cfg, lm, recipe, mode, token_lists, keys, warm_m, progress):
     """One batched fit of every text at one length, `cfg.restarts` seeds each; the best seed's
     FitResult per text. Shared (unit): seed r is one group of all texts with its own m."""
-    from proto.fit import FitRow, Fitter
     k = cfg.restarts
     rows = [FitRow(t, key, r) for r in range(k) for t, key in zip(token_lists, keys)]
     kw, bs, tail = {"race": k > 1}, cfg.batch_size or len(rows), cfg.tail_restarts
@@ -230,7 +232,6 @@ class _Climb:
         st["calls"].append({"n": n, "mode": mode, "texts": len(names), "fitted": ok,
                             "seconds": secs})
         st["done"].append(f"{n}/{mode}")
-        from proto.io import atomic_write_json
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.path, {"ident": self.ident, "state": st})
         return ok
@@ -242,8 +243,6 @@ class _Climb:
 
 
 def study(cfg: CapacityConfig, log=E.stderr_log) -> dict:
-    from proto.decode import h_lm
-    from proto.models import load_model
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
     grid = cfg.grid()
     # Fitting stops at the capacity rule's threshold, not at 1.0: a longer text needs only 99 %.
@@ -339,13 +338,13 @@ def table(rep: dict) -> str:
         w = rep["warm"]
         head += (f"shared (warm): m fitted once jointly with {w['texts']} other {w['source']} "
                  f"texts of {w['length']} tokens ({w['solved']} solved), then frozen.\n")
-    return head + "\n" + E.md_table(
+    return head + "\n" + md_table(
         ["source", "m", "texts", "capacity", "C_tokens", "H_LM", "paper Pythia-160M C / H_LM",
          "paper Llama-3.2-1B C / H_LM"], rows) + f"\n\nPaper columns: {rep['paper_source']}."
 
 
 def plot(rep: dict):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     srcs = list(dict.fromkeys(g["source"] for g in rep["groups"]))
     fig, axes = plt.subplots(1, len(srcs), figsize=(5.5 * len(srcs), 4), squeeze=False)
     colors = {"not_shared": "tab:blue", "shared": "tab:orange"}

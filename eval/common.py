@@ -17,7 +17,6 @@ model cannot hold is the `error:` line.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from proto import config as C
-from proto.io import atomic_write_bytes, atomic_write_json
+from proto.report import write_outputs
 
 if TYPE_CHECKING:
     from proto.fit import Recipe
@@ -76,7 +75,7 @@ def check_recipe(name: str, overrides: dict, max_steps: int) -> None:
 def prefix_texts(lm, source: str, max_len: int, count: int, seed: int) -> list[list[int]]:
     """`count` texts of `max_len` tokens; the studies fit their prefixes, as the paper does
     ('trained on prefixes of these texts at lengths ...')."""
-    from data_gen.sources import sample_texts
+    from proto.sources import sample_texts
     got = [ids for _, ids in sample_texts(lm.tokenize, source, max_len, count, seed=seed)]
     if len(got) < count:
         raise C.ConfigError(f"source {source!r} gave {len(got)} texts of {max_len} tokens, "
@@ -109,12 +108,6 @@ def pm(mean: float, std: float | None = None, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 @contextlib.contextmanager
 def torch_threads(n: int):
     """threads > 0 pins torch's CPU threads for the run (set 1 when another job shares the
@@ -128,34 +121,6 @@ def torch_threads(n: int):
     finally:
         if n > 0:
             torch.set_num_threads(old)
-
-
-def save_figure(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def write_outputs(out: Path, cfg, rep: dict, mr, plots: dict[str, Callable[[dict], Any]],
-                  table: str | None = None) -> None:
-    """A command's outputs, each written atomically into `out`: config.yaml, results.json,
-    table.md (when given) and one PNG per plots[name](rep); results, table and plots also go
-    to the MLflow run `mr`."""
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "config.yaml", C.dump_yaml(cfg).encode())
-    atomic_write_json(out / "results.json", rep)
-    mr.artifact(out / "results.json")
-    if table is not None:
-        atomic_write_bytes(out / "table.md", (table + "\n").encode())
-        mr.artifact(out / "table.md")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    for fname, plot in plots.items():
-        fig = plot(rep)
-        save_figure(fig, out / fname)
-        mr.figure(fig, fname)
-        plt.close(fig)
 
 
 def run_command(cls: type[T], doc: str, argv, name: str,
@@ -205,8 +170,8 @@ def check_out_dir(cfg) -> None:
 
 def table_errors() -> tuple[type[Exception], ...]:
     """The bad-input errors of the paper-table commands (imported when one is raised)."""
-    from data_gen.sources import SourceError
     from proto.models import ModelLoadError
+    from proto.sources import SourceError
     return C.ConfigError, ModelLoadError, SourceError
 
 

@@ -36,15 +36,27 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from data_gen import corpus as K
+from data_gen import corpus as K, textdist as T
+from data_gen.build import BuildConfig
 from proto import config as C
+from proto.arrangement import Arrangement
 from proto.io import atomic_write_bytes, atomic_write_json
+from proto.models import ModelLoadError, load_model
+from proto.paths import as_point, bezier, linear
 
 from . import common as E
-from . import textdist as T
-from .locality import (CORPUS_FLAG, _plt, corpus_run_name, default_out, fmt,
-                       open_corpus, read_kind, save_figure)
+from .locality import (
+    CORPUS_FLAG,
+    _plt,
+    corpus_run_name,
+    default_out,
+    fmt,
+    open_corpus,
+    read_kind,
+    save_figure,
+)
 
 SOLVED = 1.0 - 1e-6  # min accuracy counted as "path fully solved" (float32 storage)
 PAIR_COLS = [f.name for f in K.PAIR_SCHEMA]
@@ -81,7 +93,6 @@ class ConnectivityConfig:
 
 def path_settings(cfg: ConnectivityConfig, man: dict) -> dict:
     """The path settings in force: this config's, else the corpus build's, else the builder's."""
-    from data_gen.build import BuildConfig
     built = man.get("config", {})
     out = {}
     for name in ("bezier_steps", "bezier_samples", "bezier_lr", "path_grid"):
@@ -95,11 +106,7 @@ def path_settings(cfg: ConnectivityConfig, man: dict) -> dict:
 def compute_pairs(cfg: ConnectivityConfig, root: Path, man: dict, stored_keys: set,
                   lm=None, log=print) -> list[dict]:
     """Check `cfg.compute` pairs of solved restarts, keeping the accuracy at each t."""
-    import torch
 
-    from proto.arrangement import Arrangement
-    from proto.models import load_model
-    from proto.paths import as_point, bezier, linear
     # pick from the small columns first; e and token ids are read for the picked rows only
     tab = read_kind(root, man, K.SHARDS, ["text_id", "restart", "solved"])
     by_text: dict[str, list[dict]] = {}
@@ -385,7 +392,6 @@ def preflight(cfg: ConnectivityConfig) -> None:
 
 
 def bad_input_errors() -> tuple[type[Exception], ...]:
-    from proto.models import ModelLoadError  # imports torch: only once something was raised
     return K.CorpusError, ModelLoadError
 
 

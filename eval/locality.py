@@ -40,13 +40,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from data_gen import corpus as K
-from proto import config as C
+from data_gen import corpus as K, textdist as T
+from proto import config as C, report as R
 from proto.io import atomic_path, atomic_write_bytes, atomic_write_json
 
 from . import common as E
-from . import textdist as T
 
 PAPER_SETUP = ("paper: 50 PG-19 contexts x 10 generated continuations; one solution for each "
                "of 9 texts and 10 restarts of the 10th, per context")
@@ -130,8 +132,6 @@ def read_kind(root: str | Path, man: dict, kind: str, columns: list[str]):
     A complete corpus is read from its manifest; an unfinished one from the sidecars present
     now, which can list more shards than its last (partial) manifest did.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     root = Path(root)
     entries = man.get(kind) if man.get("status") == "complete" else K.list_shards(root, kind)
     tables = []
@@ -155,7 +155,7 @@ def default_out(kind: str, corpus: str) -> Path:
 
 def save_figure(fig, path: Path, mr=None) -> Path:
     """PNG written atomically (eval.common), then logged to MLflow under the same name."""
-    E.save_figure(fig, path)
+    R.save_figure(fig, path)
     if mr is not None:
         mr.figure(fig, path.name)
     return path
@@ -188,7 +188,6 @@ def load_rows(root: str | Path, man: dict, solved_only: bool) -> tuple[Rows, int
     if total == 0:
         raise K.CorpusError(f"corpus {root} has no rows")
     if solved_only:
-        import pyarrow.compute as pc
         tab = tab.filter(pc.equal(tab.column("solved"), True))
         if tab.num_rows == 0:
             raise K.CorpusError(f"corpus {root} has no solved rows ({total} rows, none at "
@@ -217,7 +216,7 @@ def unit(e: np.ndarray) -> np.ndarray:
 def build_index(en: np.ndarray, exact_max: int, hnsw_m: int = 32, ef_construction: int = 200,
                 ef_search: int = 128):
     """(index, kind) over unit vectors: inner product = cosine similarity."""
-    import faiss
+    import faiss  # lazy: faiss is needed only for nearest-neighbour searches
     d = en.shape[1]
     if en.shape[0] <= exact_max:
         index, kind = faiss.IndexFlatIP(d), "flat_ip"
@@ -231,7 +230,7 @@ def build_index(en: np.ndarray, exact_max: int, hnsw_m: int = 32, ef_constructio
 
 
 def write_index(index, path: Path) -> Path:
-    import faiss
+    import faiss  # lazy: faiss is needed only for nearest-neighbour searches
     with atomic_path(path) as tmp:
         faiss.write_index(index, tmp)
     return path
@@ -469,7 +468,7 @@ def _threads(n: int):
     if not n:
         yield
         return
-    import faiss
+    import faiss  # lazy: faiss is needed only for nearest-neighbour searches
     old_f = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(n)
     try:
@@ -517,7 +516,7 @@ def _study(cfg: LocalityConfig, man: dict, mr, log, t0: float) -> dict:
     figs = plot_distances(groups, root.name), plot_text_distance(textd, root.name)
     for fig, name in zip(figs, ("distances.png", "e_vs_text.png")):
         save_figure(fig, out / name, mr)
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
         plt.close(fig)
     atomic_write_json(out / "results.json", res)
     atomic_write_bytes(out / "config.yaml", C.dump_yaml(cfg).encode())
@@ -531,8 +530,6 @@ def _study(cfg: LocalityConfig, man: dict, mr, log, t0: float) -> dict:
 
 
 def _write_index_rows(path: Path, rows: Rows):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     tab = pa.table({"text_id": rows.text_ids, "restart": rows.restart.astype(np.int32)})
     with atomic_path(path) as tmp:
         pq.write_table(tab, tmp)
@@ -662,9 +659,9 @@ def render_table(res: dict) -> str:
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (~1 s) is needed only to draw plots
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     return plt
 
 

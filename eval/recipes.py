@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 
 from proto import config as C
-from proto.fit import (RECIPES, FitRow, Fitter, init_vector, embedding_std, fit_shared_m,
-                       get_recipe)
-from proto.models import DEFAULT_MODEL, load_model
-from proto.tracking import run as mlflow_run
+from proto.fit import RECIPES, FitRow, Fitter, embedding_std, fit_shared_m, get_recipe, init_vector
 from proto.io import atomic_write_json
+from proto.models import DEFAULT_MODEL, load_model
+from proto.sources import sample_texts
+from proto.tracking import run as mlflow_run
 
 
 @dataclasses.dataclass
@@ -101,7 +101,6 @@ def _sampler(cfg: RecipesConfig, tokenize):
         if key in saved or bigger:
             out = [(a, list(b)) for a, b in saved[key if key in saved else bigger[0]]][:count]
         else:
-            from data_gen.sources import sample_texts
             out = sample_texts(tokenize, src, n, count, seed=seed)
         drawn[key] = out
         return out
@@ -223,9 +222,9 @@ def table(results: list[dict]) -> str:
 
 
 def plot(results: list[dict], path: Path):
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (~1 s) is needed only to draw plots
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     lengths = sorted({r["n"] for r in results})
     fig, axes = plt.subplots(1, len(lengths), figsize=(5 * len(lengths), 4), squeeze=False)
     for ax, n in zip(axes[0], lengths):

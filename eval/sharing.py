@@ -36,7 +36,10 @@ import time
 
 from eval import common as E
 from proto import config as C
-from proto.models import DEFAULT_MODEL
+from proto.arrangement import Arrangement
+from proto.fit import FitRow, Fitter
+from proto.models import DEFAULT_MODEL, load_model
+from proto.report import md_table
 
 # Paper Table 2 (256 PG-19 texts of 256 tokens, 10 seeds; the model is not named for this
 # table; 256 is the longest length its main model reconstructs without sharing). (mean, std).
@@ -90,7 +93,6 @@ class SharingConfig:
         if self.batch_size < 0 or self.threads < 0:
             raise ValueError("batch_size and threads must be >= 0")
         E.check_recipe(self.recipe, self.recipe_overrides, self.max_steps)
-        from proto.arrangement import Arrangement
         arr = E.resolve_recipe(self.recipe, self.recipe_overrides, self.max_steps).arrangement
         if not Arrangement(arr).uses_m:
             raise ValueError(f"arrangement {arr} has no m to share")
@@ -106,8 +108,6 @@ def aggregate(acc: list[list[float]]) -> dict:
 
 
 def study(cfg: SharingConfig, log=E.stderr_log) -> dict:
-    from proto.fit import FitRow, Fitter
-    from proto.models import load_model
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
     recipe = E.resolve_recipe(cfg.recipe, cfg.recipe_overrides, cfg.max_steps)
     E.check_fits(lm, recipe, cfg.n_tokens)
@@ -161,12 +161,12 @@ def table(rep: dict) -> str:
             "shared m: e per text, m per group of S_g texts; shared e: the reverse. "
             "max = best seed per text, mean ± std over texts; avg = mean ± std over seeds x "
             "texts. S_g = 1 shares nothing: one fit, shown on both rows.\n")
-    return head + "\n" + E.md_table(["shared", "S_g", "agg", "accuracy", "paper"], rows) + \
+    return head + "\n" + md_table(["shared", "S_g", "agg", "accuracy", "paper"], rows) + \
         f"\n\nPaper column: {rep['paper_source']}."
 
 
 def plot(rep: dict):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for kind, color in (("m", "tab:blue"), ("e", "tab:orange")):
         ss = [s for s in rep["settings"] if s["shared"] == kind]

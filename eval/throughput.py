@@ -35,10 +35,12 @@ import time
 import torch
 
 from eval.bench_fit import forward_flops, matmul_rate, timed
+from eval.common import run_command, table_errors
 from proto.arrangement import Arrangement, prefix_ids
 from proto.decode import autoregressive, hits, one_pass
 from proto.fit import FitRow, Fitter, embedding_std, get_recipe
 from proto.models import DEFAULT_MODEL, load_model
+from proto.sources import sample_texts
 
 
 @dataclasses.dataclass
@@ -143,7 +145,6 @@ def measure(cfg: ThroughputConfig, log=print) -> dict:
            **{k: rows[-1][k] for k in ("n_tokens", "one_pass_tokens_per_s", "ar_tokens_per_s",
                                        "ratio")}}
     if cfg.fit_texts > 0:
-        from data_gen.sources import sample_texts
         texts = [ids for _, ids in sample_texts(lm.tokenize, cfg.source, cfg.fit_length,
                                                 cfg.fit_texts, seed=cfg.seed)]
         f = Fitter(lm, get_recipe("default"), batch_size=len(texts), seed=cfg.seed)
@@ -177,7 +178,6 @@ def report(r: dict) -> str:
 
 
 def main(argv=None):
-    from eval.common import run_command, table_errors
 
     def body(cfg, mr):
         r = measure(cfg)

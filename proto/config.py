@@ -7,7 +7,9 @@ is what gets saved next to every output and logged to MLflow.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import sys
 import types
 import typing
 from pathlib import Path
@@ -226,18 +228,17 @@ def dump_yaml(obj: Any) -> str:
 
 
 def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
-              paths: dict[str, str] | None = None,
-              lists: dict[str, str] | None = None) -> T | None:
+              paths: dict[str, str] | None = None, lists: dict[str, str] | None = None,
+              positional: dict[str, str] | None = None) -> T | None:
     """The shared front of a command: `[--config FILE] [--FIELD PATH ...] [key=value ...]`.
 
     `paths` maps config fields to help texts for flags like `--corpus DIR`; their values are
     taken verbatim (a path is never YAML-parsed) and win over the file and the overrides.
-    `lists` does the same for repeatable flags (`--text A --text B`) of list fields; a
+    `lists` does the same for repeatable flags (`--text A --text B`) of list fields;
+    `positional` names fields given as leading positional arguments (`proto.decode FILE`). A
     field's flag is spelled with dashes or underscores (`--texts-file`, `--texts_file`).
     Returns None after printing one `error:` line when the config is bad (callers exit 2).
     """
-    import argparse
-    import sys
     p = argparse.ArgumentParser(prog=prog, description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     for field, help_text in (paths or {}).items():
@@ -247,13 +248,21 @@ def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
         p.add_argument(f"--{field.replace('_', '-')}", dest=field, action="append",
                        default=None, help=help_text)
     p.add_argument("--config", default=None, help=f"YAML file of {cls.__name__} fields")
+    for field, help_text in (positional or {}).items():
+        p.add_argument(field, help=help_text)
     p.add_argument("overrides", nargs="*", help="key=value (dotted keys for nested fields)")
     # intermixed: key=value overrides may come before and after the flags
     a = p.parse_intermixed_args(argv)
+    hints = typing.get_type_hints(cls)
     try:
-        flags = {**(paths or {}), **(lists or {})}
-        return load(cls, a.config, a.overrides,
-                    {f: getattr(a, f) for f in flags if getattr(a, f) is not None})
+        given = {}
+        for f in {**(paths or {}), **(lists or {}), **(positional or {})}:
+            v = getattr(a, f)
+            if v is not None:
+                # a path is taken as given; a flag of a typed field (--restarts 2) as YAML
+                given[f] = v if hints.get(f) in (str, list[str]) else parse_overrides(
+                    [f"{f}={v}"])[f]
+        return load(cls, a.config, a.overrides, given)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None

@@ -36,6 +36,12 @@ from pathlib import Path
 import torch
 
 from . import config as C
+from .fit import FitRow, Fitter, get_recipe, init_vector
+from .io import atomic_write_json
+from .models import ModelLoadError, load_model
+from .sources import sample_texts
+from .start import load_start, save_start
+from .tracking import run as mlflow_run
 
 
 @dataclasses.dataclass
@@ -75,7 +81,6 @@ def learn_start(lm, recipe, batches, inner_steps: int, eps: float = 1.0, seed: i
 
     Returns (e0, m0, history); history[i] = mean loss / accuracy / solved after the inner fit
     of iteration i, and the size of the step the start took."""
-    from .fit import FitRow, Fitter, init_vector
 
     if recipe.start or recipe.restart_after:
         recipe = dataclasses.replace(recipe, start="", restart_after=0)
@@ -111,9 +116,9 @@ def learn_start(lm, recipe, batches, inner_steps: int, eps: float = 1.0, seed: i
 
 
 def plot(history, path: Path):
-    import matplotlib
+    import matplotlib  # lazy: matplotlib (~1 s) is needed only to draw plots
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     it = [h["iter"] for h in history]
     ax[0].plot(it, [h["loss"] for h in history], marker="o")
@@ -129,12 +134,6 @@ def main(argv=None) -> int:
     cfg = C.parse_cli(MetaConfig, __doc__, argv, prog="python -m proto.meta")
     if cfg is None:
         return 2
-    from data_gen.sources import sample_texts
-    from .fit import get_recipe
-    from .io import atomic_write_json
-    from .models import ModelLoadError, load_model
-    from .start import load_start, save_start
-    from .tracking import run as mlflow_run
     out = Path(cfg.out)
     try:
         recipe = get_recipe(cfg.recipe, **cfg.recipe_overrides)

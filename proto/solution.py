@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save as to_bytes
 
 from .io import atomic_write_bytes
 
@@ -22,7 +24,6 @@ class SolutionError(ValueError):
 
 
 def save(path: str | Path, e: torch.Tensor, m: torch.Tensor | None, meta: dict) -> Path:
-    from safetensors.torch import save as to_bytes
     tensors = {"e": e.detach().float().cpu().contiguous()}
     if m is not None:
         tensors["m"] = m.detach().float().cpu().contiguous()
@@ -31,7 +32,6 @@ def save(path: str | Path, e: torch.Tensor, m: torch.Tensor | None, meta: dict) 
 
 
 def load(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    from safetensors import safe_open
     p = Path(path)
     if not p.is_file():
         raise SolutionError(f"solution file not found: {p} (write one with python -m proto.fit "

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from pathlib import Path
 
+import yaml
+
 from .config import flatten, to_dict
+from .models import cpu_precision
 
 
 def _rank() -> int:
@@ -67,7 +76,7 @@ class Run:
         """Log the texts a run trains and evaluates on as an MLflow dataset input."""
         if not self.mlflow:
             return
-        import pandas as pd
+        import pandas as pd  # lazy: pandas is needed only to log datasets to MLflow
         rows = [{"text_id": x.text_id, "source": x.source, "n_tokens": x.n, "split": part}
                 for part, xs in (("train", split.train_corpus), ("train_raw", split.train_raw),
                                  ("heldout", split.heldout)) for x in xs]
@@ -87,9 +96,8 @@ def run(experiment: str, config=None, run_name: str | None = None, enabled: bool
     if not enabled or _rank() != 0 or os.environ.get("PROTOSPACE_NO_MLFLOW") == "1":
         yield Run(None)
         return
-    import logging
 
-    import mlflow
+    import mlflow  # lazy: mlflow costs ~1.3 s to import and tracking may be off
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri())
@@ -132,11 +140,9 @@ def _start(mlflow, config, params) -> Run:
     if config is not None:
         cfg = to_dict(config)
         flat.update(flatten(cfg))
-        import yaml
         handle.text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
     flat.update(params or {})
     # what `dtype: auto` resolves to on a CPU here, and why (fixed per machine)
-    from .models import cpu_precision
     cpu = cpu_precision()
     flat.update({"precision.cpu_bf16": cpu["fast_bf16"], "precision.reason": cpu["reason"]})
     mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
@@ -145,7 +151,6 @@ def _start(mlflow, config, params) -> Run:
 
 def free_port() -> int:
     """A TCP port free on the loopback interface now (for a server or a rendezvous)."""
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -155,10 +160,6 @@ def free_port() -> int:
 def mlflow_server(store: str, artifact_root: Path | None = None, timeout: float = 90.0):
     """`mlflow server` on `store` at a free loopback port; yields its base URL once /health
     answers, and stops the server (its whole process group) on exit."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", store, "--workers", "1"]

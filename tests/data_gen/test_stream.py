@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from data_gen.sources import SourceError
+from proto.sources import SourceError
 from data_gen.stream import StreamConfig, TextStream
 
 
@@ -43,7 +43,7 @@ def test_training_prose_never_touches_a_heldout_context(stream):
 
 
 def test_heldout_prose_is_cut_at_multiples_of_n_as_a_corpus_cuts_it(stream, tiny):
-    from data_gen.sources import gutenberg_documents
+    from proto.sources import gutenberg_documents
     ids = tiny.tokenize(gutenberg_documents("britannica")[0][1])
     for t in stream.heldout("prose", 6, 50):
         s = int(t.context_id.rsplit(":", 1)[1]) * 256

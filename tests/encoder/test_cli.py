@@ -24,7 +24,7 @@ def _last_json(capsys):
 
 def test_encode_then_decode_round_trip(trained, tmp_path, capsys):
     from encoder.encode import main as encode
-    from proto.cli import decode_main
+    from proto.decode.__main__ import main as decode_main
     sol = tmp_path / "enc.safetensors"
     rc = encode(["--checkpoint", str(trained), "--text", "cat on a mat",
                  "--text", "a much longer text than any trained", "--out", str(sol),
@@ -33,7 +33,7 @@ def test_encode_then_decode_round_trip(trained, tmp_path, capsys):
     s, err = _last_json(capsys)
     assert s["texts"] == 2 and 0 <= s["accuracy_mean"] <= 1
     assert s["untrained_lengths"] and "not in the encoder's training lengths" in err
-    assert decode_main([str(sol), "--no-mlflow"]) == 0
+    assert decode_main([str(sol), "mlflow=false"]) == 0
     d, _ = _last_json(capsys)
     from proto import solution
     _, _, meta = solution.load(sol)
@@ -92,7 +92,7 @@ def test_refinement_starts_at_the_encoders_e(trained, tmp_path, capsys, enc_corp
     init_from: a corpus with the encoder's m is built from the encoder's starts."""
     from encoder.refine import encoded_starts
     from proto import solution
-    from proto.cli import fit_main
+    from proto.fit.__main__ import main as fit_main
     from proto.models import load_model
     lm = load_model("tiny-random", device="cpu")
     e_enc, m_enc, _ = encoded_starts(str(trained), lm, [lm.tokenize("cat on a mat")])
@@ -195,7 +195,7 @@ def test_encode_refines_k_steps_and_decode_reads_the_result(trained, tmp_path, c
     file holds the refined e's, and proto.decode reads the accuracy it reports."""
     from encoder.encode import main as encode
     from proto import solution
-    from proto.cli import decode_main
+    from proto.decode.__main__ import main as decode_main
     sol = tmp_path / "ref.safetensors"
     texts = ["cat on a mat", "a dog", "blue sky"]
     args = ["--checkpoint", str(trained), "--out", str(sol), "mlflow=false"]
@@ -206,7 +206,7 @@ def test_encode_refines_k_steps_and_decode_reads_the_result(trained, tmp_path, c
     assert s["refine_steps"] == 15 and s["accuracy_mean"] >= s["encoded_accuracy_mean"] - 0.2
     _, _, meta = solution.load(sol)
     assert all(0 < r["steps"] <= 15 and r["status"] == "refined" for r in meta["rows"])
-    assert decode_main([str(sol), "--no-mlflow"]) == 0
+    assert decode_main([str(sol), "mlflow=false"]) == 0
     d, _ = _last_json(capsys)
     assert d["accuracy_mean"] == pytest.approx(s["accuracy_mean"])
 
@@ -251,13 +251,13 @@ def test_an_fp32_trained_encoder_decodes_in_fp32_by_default(trained, monkeypatch
 def test_missing_inputs_name_the_command_that_makes_them(tmp_path, capsys):
     from encoder.encode import main as encode
     from encoder.evaluate import main as evaluate
-    from proto.cli import decode_main
+    from proto.decode.__main__ import main as decode_main
     assert evaluate(["--checkpoint", "outputs/encoder/tiny-nowhere", "mlflow=false"]) == 2
     assert "train one with python -m encoder.train" in capsys.readouterr().err
     assert encode(["--checkpoint", str(tmp_path / "none"), "--text", "hi", "--out",
                    str(tmp_path / "o.safetensors"), "mlflow=false"]) == 2
     assert "python -m encoder.train --config" in capsys.readouterr().err
-    assert decode_main([str(tmp_path / "none.safetensors"), "--no-mlflow"]) == 2
+    assert decode_main([str(tmp_path / "none.safetensors"), "mlflow=false"]) == 2
     assert "python -m proto.fit" in capsys.readouterr().err
 
 

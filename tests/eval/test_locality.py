@@ -11,7 +11,7 @@ import pytest
 
 from data_gen import corpus as K
 from eval import locality as L
-from eval import textdist as T
+from data_gen import textdist as T
 from proto import config as C
 
 ROOT = Path(__file__).resolve().parents[2]

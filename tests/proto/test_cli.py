@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from proto.cli import decode_main, fit_main
+from proto.decode.__main__ import main as decode_main
+from proto.fit.__main__ import main as fit_main
 
 
 def _last_json(out: str) -> dict:

@@ -53,7 +53,7 @@ def test_missing_and_invalid_files(tmp_path):
 def test_every_shipped_yaml_parses_into_its_config():
     """Each configs/<pkg>/*.yaml must load into the dataclass of its command."""
     from eval.recipes import RecipesConfig
-    from proto.cli import FitConfig
+    from proto.fit.__main__ import FitConfig
     owners = {"eval/recipes.yaml": RecipesConfig, "proto/fit.yaml": FitConfig}
     root = Path(__file__).resolve().parents[2] / "configs"
     found = 0

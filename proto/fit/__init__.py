@@ -2,7 +2,7 @@
 
   python -m proto.fit --text "The old lighthouse keeper climbed the stairs every evening."
   python -m proto.fit --model tiny-random --text "hello" max_steps=300   # tiny CPU run
-  (all options: python -m proto.fit --help; the CLI lives in proto/cli.py)
+  (all options: python -m proto.fit --help; the command lives in proto/fit/__main__.py)
 
 The frozen LLM sees a batch of rows; a row is one (text, restart). Parameters are leaf
 tensors held per row or per unit (a unit is a group of rows that share a vector, e.g. m shared
@@ -33,10 +33,10 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
-from .arrangement import Arrangement, prefix_ids
-from .models import LoadedModel
-from .onepass import OnePass
-from .start import load_start
+from ..arrangement import Arrangement, prefix_ids
+from ..models import LoadedModel
+from ..onepass import OnePass
+from ..start import load_start
 
 ShareMode = Literal["row", "unit", "frozen"]
 
@@ -682,6 +682,22 @@ class _Batch:
         self.tokens = self.tokens[:, : int(self.n_tok.max()) if len(self.n_tok) else 0]
 
 
+# Rows started at an amortised prediction (refinement) are near a solution, so their noise is
+# small next to the embedding scale (init_std 0.01 vs ~0.12); the lr is the recipe's.
+REFINE_OVERRIDES = {"init_std": 0.01}
+
+
+def start_rows_at(fitter: Fitter, starts: Callable[[FitRow], torch.Tensor],
+                  user_overrides: dict | None = None) -> None:
+    """Make `fitter` start each row's e at starts(row) plus small noise (refinement). The
+    refinement overrides apply where the user's recipe overrides do not name the field."""
+    keep = {k: v for k, v in REFINE_OVERRIDES.items() if k not in (user_overrides or {})}
+    fitter.recipe = dataclasses.replace(fitter.recipe, **keep)
+    fitter.std = fitter.recipe.init_std or fitter.std
+    fitter.e_center = None
+    fitter.row_center = lambda row: {"e": starts(row)}
+
+
 def fit_texts(lm: LoadedModel, token_lists: list[list[int]], recipe: Recipe | str = "default",
               *, restarts: int = 1, keys: list[str] | None = None, batch_size: int = 16,
               seed: int = 0, m: torch.Tensor | None = None, race: bool = False,
@@ -712,9 +728,3 @@ def fit_shared_m(lm: LoadedModel, token_lists: list[list[int]], recipe: Recipe |
                      progress=progress)
     return res[0].m.clone(), res
 
-
-if __name__ == "__main__":
-    import sys
-
-    from proto.cli import fit_main
-    sys.exit(fit_main())

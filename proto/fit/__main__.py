@@ -1,0 +1,180 @@
+"""`python -m proto.fit`: fit the proto-tokens of one or a few texts and write a solution file.
+
+  python -m proto.fit --text "The old lighthouse keeper climbed the stairs every evening."
+  python -m proto.fit --texts-file texts.txt --restarts 2 --out sols.safetensors
+  python -m proto.fit --texts-file texts.txt tail_restarts=0   # no backups of slow texts
+  python -m proto.fit --model tiny-random --text "hello" max_steps=300    # tiny CPU run
+  python -m proto.fit --config configs/proto/fit.yaml recipe=paper lr=0.02
+  python -m proto.fit --texts-file texts.txt --init-from default   # refine the encoder's e
+  python -m proto.decode sols.safetensors
+
+Any Recipe field may be given as key=value (`lr=0.02` means recipe_overrides.lr=0.02).
+--init-from SPEC starts each text at the starts of the registered start provider (the
+encoder's e for an encoder checkpoint or 'default', proto.providers) with m frozen at its m.
+Prints a one-line JSON summary as the last stdout line and logs a run to MLflow (experiment
+`proto`). Errors are one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from proto import config as C, solution
+from proto.fit import FitRow, Fitter, Recipe, get_recipe, start_rows_at
+from proto.io import read_texts
+from proto.models import ModelLoadError, load_model
+from proto.progress import FitProgress
+from proto.providers import text_starts
+from proto.tracking import run as mlflow_run
+
+
+@dataclasses.dataclass
+class FitConfig:
+    model: str = "smollm2-135m"
+    device: str = ""                 # '' = cuda if available, else cpu
+    dtype: str = "auto"              # auto = bf16 on CUDA, else decided once per machine
+    recipe: str = "default"          # default | default_v1 | sink | paper
+    recipe_overrides: dict = dataclasses.field(default_factory=dict)  # any Recipe field
+    text: list[str] = dataclasses.field(default_factory=list)   # texts to fit (--text)
+    texts_file: str = ""             # one text per line (UTF-8)
+    out: str = ""                    # solution file ('' = outputs/fit/sol-<time>.safetensors)
+    # start each text at a start provider's e with m frozen at its m (refinement)
+    init_from: str = ""
+    restarts: int = 1
+    batch_size: int = 16
+    # extra seeds of still-unsolved texts in idle batch rows once no text waits; the first of
+    # a text's rows to solve is its solution: x1.96 texts/h on 32 texts and never more
+    # row-steps in eval.bench_tail; 0 = off
+    tail_restarts: int = 3
+    tail_after: float = 1.5          # a straggler: a row at this x the median solved steps
+    seed: int = 0
+    max_steps: int = 0               # 0 = the recipe's cap
+    mlflow: bool = True
+
+    def __post_init__(self):
+        if self.restarts < 1:
+            raise ValueError("restarts must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if min(self.max_steps, self.tail_restarts, self.tail_after) < 0:
+            raise ValueError("max_steps, tail_restarts and tail_after must be >= 0")
+
+
+def recipe_shorthand(argv: list[str]) -> list[str]:
+    """Let `lr=0.03` mean `recipe_overrides.lr=0.03` for any Recipe field."""
+    names = {f.name for f in dataclasses.fields(Recipe)} - {"name"}
+    own = {f.name for f in dataclasses.fields(FitConfig)}
+    out = []
+    for it in argv:
+        key = it.split("=", 1)[0] if "=" in it and not it.startswith("-") else ""
+        out.append(f"recipe_overrides.{it}" if key in names and key not in own else it)
+    return out
+
+
+def init_from(spec: str, cfg: FitConfig, lm, fitter, toks) -> torch.Tensor:
+    """Refinement: rows start at the provider's e (plus small noise); returns the frozen m."""
+    e, m, info = text_starts(spec, lm, toks)
+    arr = info["arrangement"]
+    if (arr["name"], tuple(arr["prefix"])) != (fitter.arr.name, tuple(fitter.arr.prefix)):
+        raise ValueError(f"{info['path']} decodes with {arr['name']} and prefix "
+                         f"{arr['prefix']}, the recipe with {fitter.arr.name} and "
+                         f"{list(fitter.arr.prefix)}")
+    start_rows_at(fitter, lambda row: e[int(row.key[4:])], cfg.recipe_overrides)
+    return m
+
+
+def setup(cfg: FitConfig):
+    """(texts, token lists, fitter, frozen m or None, out path); ValueError with one line."""
+    recipe = get_recipe(cfg.recipe, **cfg.recipe_overrides)
+    if cfg.max_steps:
+        recipe = dataclasses.replace(recipe, max_steps=cfg.max_steps)
+    texts = read_texts(cfg.text, cfg.texts_file)
+    out = Path(cfg.out) if cfg.out else Path("outputs/fit") / time.strftime(
+        "sol-%Y%m%d-%H%M%S.safetensors")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory")
+    lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
+    fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
+                    tail_restarts=cfg.tail_restarts, tail_after=cfg.tail_after)
+    toks = [lm.tokenize(t) for t in texts]
+    for t, ids in zip(texts, toks):
+        if not ids:
+            raise ValueError(f"text {t!r} has no tokens")
+        fitter.check_length(len(ids))
+    frozen_m = init_from(cfg.init_from, cfg, lm, fitter, toks) if cfg.init_from else None
+    return texts, toks, fitter, frozen_m, out
+
+
+def write(cfg: FitConfig, fitter, texts, rows, res, out: Path) -> None:
+    lm, recipe = fitter.lm, fitter.recipe
+    e = torch.stack([r.e for r in res])
+    m = torch.stack([r.m for r in res]) if fitter.arr.uses_m else None
+    meta = {
+        "model": lm.identity, "precision": str(lm.dtype).replace("torch.", ""),
+        "arrangement": {**fitter.arr.to_dict(), "prefix_spec": recipe.prefix},
+        "recipe": dataclasses.asdict(recipe), "config": C.to_dict(cfg),
+        "rows": [{"text": texts[i // cfg.restarts], "restart": r.restart,
+                  "token_ids": rows[i].token_ids, "accuracy": r.accuracy,
+                  "c_tokens": r.c_tokens, "steps": r.steps, "seconds": r.seconds,
+                  "loss": r.loss, "status": r.status} for i, r in enumerate(res)],
+    }
+    solution.save(out, e, m, meta)
+
+
+def main(argv=None) -> int:
+    argv = recipe_shorthand(list(sys.argv[1:] if argv is None else argv))
+    cfg = C.parse_cli(FitConfig, __doc__, argv, prog="python -m proto.fit",
+                      paths={"texts_file": "one text per line (UTF-8)",
+                             "out": "solution file to write (.safetensors)",
+                             "init_from": "encoder checkpoint (or 'default'): start each text "
+                                          "at the encoder's e, m frozen at its m",
+                             "model": "alias, hub id or local path (default smollm2-135m)",
+                             "recipe": "default | default_v1 | sink | paper",
+                             "restarts": "rows per text"},
+                      lists={"text": "a text to fit (repeatable)"})
+    if cfg is None:
+        return 2
+    try:
+        texts, toks, fitter, frozen_m, out = setup(cfg)
+    except (ModelLoadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = [FitRow(ids, f"text{i}", r) for i, ids in enumerate(toks) for r in range(cfg.restarts)]
+    t0 = time.time()
+    recipe = fitter.recipe
+    with mlflow_run("proto", cfg, run_name="fit", enabled=cfg.mlflow,
+                    params={"recipe_resolved": json.dumps(dataclasses.asdict(recipe))}) as mr:
+        prog = FitProgress(len(rows))
+        res = fitter.fit(rows, progress=prog, m_mode="frozen" if frozen_m is not None
+                         else "row", m=frozen_m)
+        prog.close()
+        secs = time.time() - t0
+        write(cfg, fitter, texts, rows, res, out)
+        best = [max(res[i * cfg.restarts:(i + 1) * cfg.restarts], key=lambda r: r.accuracy)
+                for i in range(len(texts))]
+        summary = {
+            "texts": len(texts), "rows": len(res), "solved": sum(b.solved for b in best),
+            "accuracy_mean": sum(b.accuracy for b in best) / len(best),
+            "steps_median": statistics.median(r.steps for r in res),
+            "seconds": round(secs, 2), "seconds_per_text": round(secs / len(texts), 2),
+            "model": fitter.lm.name, "recipe": recipe.name, "out": str(out),
+        }
+        mr.metrics({"fit/solved": summary["solved"], "fit/accuracy_mean":
+                    summary["accuracy_mean"], "fit/steps_median": summary["steps_median"],
+                    "fit/seconds": secs})
+        mr.artifact(out)
+    for i, b in enumerate(best):
+        print(f"text {i}: accuracy {b.accuracy:.3f} ({b.c_tokens}/{b.n_tokens} tokens) in "
+              f"{b.steps} steps, {b.seconds:.1f} s")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
