@@ -30,7 +30,6 @@ Errors (bad config key, unreadable source, mismatching corpus) are one `error:` 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -45,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from tqdm import tqdm
 
 from proto import config as C
 from proto.decode import h_lm, sample_continuations
@@ -61,6 +61,7 @@ from proto.fit import (
 from proto.io import atomic_write_bytes, atomic_write_json
 from proto.models import ModelLoadError, load_model
 from proto.paths import as_point, bezier, linear
+from proto.progress import bar
 from proto.providers import text_starts
 from proto.sources import SourceError
 from proto.start import load_start
@@ -378,43 +379,50 @@ def _refuse_if_different(root: Path, have: dict, want: dict):
 
 
 class Progress:
-    """A progress line on stderr: chunks, texts, solved rate, texts/hour, ETA."""
+    """What a build tells the user on stderr: one-off status lines (always), and a progress
+    bar of texts fitted with the current chunk's step (proto.progress: rank 0, a terminal)."""
 
     def __init__(self, rank: int, world: int, total_texts: int, every: float):
         self.tag = f"[data_gen r{rank}/{world}]"
         self.total, self.every = total_texts, every
-        self.t0 = time.time()
         self.done = self.solved = 0
-        self.last = 0.0
+        self.bar = None
 
     def line(self, msg: str):
-        print(f"{self.tag} {msg}", file=sys.stderr, flush=True)
+        tqdm.write(f"{self.tag} {msg}", file=sys.stderr)
+
+    def start(self, total: int):
+        self.total = total
+        self.bar = bar(total, "data_gen", unit="text", mininterval=self.every)
+
+    def skip(self, texts: int):
+        """A chunk fitted by an earlier run: its texts leave the bar's total."""
+        self.total -= texts
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
 
     def chunk_done(self, i: int, texts: int, solved: int, chunks_left: int):
         self.done += texts
         self.solved += solved
-        el = time.time() - self.t0
-        rate = self.done / el if el > 0 else 0.0
-        left = self.total - self.done
-        eta = left / rate if rate > 0 else float("inf")
+        # one line per finished chunk, in logs too (the bar shows only on a terminal)
         self.line(f"chunk {i} done | texts {self.done}/{self.total} | solved "
-                  f"{self.solved / max(1, self.done):.2f} | {rate * 3600:.0f} texts/h | "
-                  f"ETA {_dur(eta)} ({chunks_left} chunks left)")
+                  f"{self.solved / max(1, self.done):.2f} | {chunks_left} chunks left")
+        if self.bar is not None:
+            self.bar.update(texts)
+            self.bar.set_postfix(solved=f"{self.solved / max(1, self.done):.2f}",
+                                 chunks_left=chunks_left)
 
     def fit_cb(self, i: int):
         def cb(p):
-            now = time.time()
-            if now - self.last >= self.every or p["done"] == p["total"]:
-                self.last = now
-                self.line(f"chunk {i}: step {p['step']} | rows {p['done']}/{p['total']} done, "
-                          f"{p['solved']} solved | {p['step_seconds']:.3f} s/step")
+            if self.bar is not None:
+                self.bar.set_postfix(chunk=i, step=p["step"], rows=f"{p['done']}/{p['total']}",
+                                     solved=p["solved"], refresh=False)
         return cb
 
-
-def _dur(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    return f"{s / 3600:.1f}h" if s >= 3600 else f"{s / 60:.1f}m" if s >= 60 else f"{s:.0f}s"
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _wait_for(path: Path, seconds: float, what: str):
@@ -591,18 +599,19 @@ def _chunks(lm, fitter, cfg: BuildConfig, root: Path, texts: list[Text], m, rank
     if cfg.order == "reverse":
         mine.reverse()
     size = cfg.chunk_size
-    prog.total = sum(len(texts[i * size:(i + 1) * size]) for i in mine)
+    prog.start(sum(len(texts[i * size:(i + 1) * size]) for i in mine))
     n = {"fitted": 0, "redone": 0, "skipped": 0, "pairs": 0}
     for j, i in enumerate(mine):
         chunk_texts = texts[i * size:(i + 1) * size]
         table, what = _chunk(lm, fitter, cfg, root, i, chunk_texts, m, prog)
         n[what] += 1
         if what == "skipped":
-            prog.total -= len(chunk_texts)
+            prog.skip(len(chunk_texts))
         elif table is not None:
             solved = len({t for t, s in zip(table.column("text_id").to_pylist(),
                                             table.column("solved").to_pylist()) if s})
             prog.chunk_done(i, len(chunk_texts), solved, len(mine) - j - 1)
+    prog.close()
     return {"chunks": n_chunks, "chunks_done": n["fitted"] + n["redone"],
             "chunks_skipped": n["skipped"], "chunks_redone": n["redone"]}
 
@@ -629,7 +638,8 @@ def _manifest(lm, root: Path, info: dict, texts: list[Text], text_stats: dict, w
     solved = ({t for t, s in zip(tids, stats_tab.column("solved").to_pylist()) if s}
               if n_rows else set())
     counts = {"texts_planned": len(texts), "texts": len(set(tids)), "rows": n_rows,
-              "solved_texts": len(solved), "pairs": pairs_tab.num_rows if pairs_tab is not None else 0,
+              "solved_texts": len(solved),
+              "pairs": pairs_tab.num_rows if pairs_tab is not None else 0,
               "chunks": n_chunks, "chunks_missing": len(missing),
               **{f"sources_{k}": v for k, v in text_stats.items()}}
     if status == "complete" or prior != "complete":
@@ -737,13 +747,10 @@ def _log_run(mr, summary: dict, root: Path):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m data_gen.build", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML config (BuildConfig fields)")
-    p.add_argument("overrides", nargs="*", help="key=value, e.g. out=DIR chunk_size=16")
-    a = p.parse_args(argv)
+    cfg = C.parse_cli(BuildConfig, __doc__, argv, prog="python -m data_gen.build")
+    if cfg is None:
+        return 2
     try:
-        cfg = C.load(BuildConfig, a.config, a.overrides)
         _rank_world()
     except C.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """Check a corpus: every shard against the manifest and its sidecar, then re-decode a sample.
 
   python -m data_gen.verify outputs/corpus/tiny                 # checksums + 16 re-decoded rows
-  python -m data_gen.verify outputs/corpus/tiny --sample 0      # checksums only
-  python -m data_gen.verify CORPUS --device cpu --strict        # exit 1 on decode mismatches too
+  python -m data_gen.verify outputs/corpus/tiny sample=0        # checksums only
+  python -m data_gen.verify CORPUS device=cpu strict=true       # exit 1 on decode mismatches too
 
 Shard checks (rows and pairs): listed in the manifest but missing, size or sha256 different
 from the manifest / sidecar (truncated or corrupt), unreadable parquet, wrong row count, and
@@ -16,7 +16,7 @@ The last stdout line is JSON.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -25,6 +25,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import torch
 
+from proto import config as C
 from proto.arrangement import Arrangement
 from proto.decode import hits, one_pass
 from proto.models import ModelLoadError, load_model
@@ -127,15 +128,26 @@ def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
     return res
 
 
+@dataclasses.dataclass
+class VerifyConfig:
+    corpus: str = ""                 # corpus directory
+    sample: int = 16                 # rows to re-decode (0: none)
+    seed: int = 0
+    device: str = ""
+    strict: bool = False             # exit 1 on decode mismatches too
+
+    def __post_init__(self):
+        if not self.corpus:
+            raise ValueError("no corpus given: python -m data_gen.verify DIR")
+        if self.sample < 0:
+            raise ValueError("sample must be >= 0")
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m data_gen.verify", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("corpus", help="corpus directory")
-    p.add_argument("--sample", type=int, default=16, help="rows to re-decode (0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="")
-    p.add_argument("--strict", action="store_true", help="exit 1 on decode mismatches too")
-    a = p.parse_args(argv)
+    a = C.parse_cli(VerifyConfig, __doc__, argv, prog="python -m data_gen.verify",
+                    positional={"corpus": "corpus directory"})
+    if a is None:
+        return 2
     root = Path(a.corpus)
     if not root.is_dir() or not ((root / "manifest.json").exists()
                                  or (root / "build.json").exists()):

@@ -39,6 +39,7 @@ from proto import config as C
 from proto.arrangement import PAPER_LABELS, Arrangement
 from proto.fit import FitRow, Fitter
 from proto.models import DEFAULT_MODEL, load_model
+from proto.progress import FitProgress
 from proto.report import md_table
 
 # Paper Table 1 (Llama-3.2-1B, the same 50 PG-19 texts per arrangement, paper optimiser with
@@ -111,8 +112,8 @@ def study(cfg: ArrangementsConfig, log=E.stderr_log) -> dict:
             # so arrangements differ only in how the vectors are laid out.
             rows = [FitRow(t[:n], f"{cfg.source}:{i}") for i, t in enumerate(texts)]
             t0 = time.time()
-            res = fitter.fit(rows, progress=E.progress_printer(log, f"{a} N={n}",
-                                                               cfg.progress_seconds))
+            res = fitter.fit(rows, progress=FitProgress(desc=f"{a} N={n}",
+                                                        every=cfg.progress_seconds))
             acc = [r.accuracy for r in res]
             m, s = E.mean_std(acc)
             cell = {"arrangement": a, "label": PAPER_LABELS[a], "n": n, "texts": len(res),

@@ -18,8 +18,8 @@ whose row has run a x the median solved steps; a = 0: every unsolved text at onc
 of its rows to solve being its result. Rows are independent, so every text's own row follows
 the same path in every arm: a tail arm can only solve a text sooner in steps, and pays for it
 in the cost of fuller batches. `texts_file` takes the first n_texts lines of a file (each at
-its own length) instead of n_tokens-token windows of `source`. Reported per arm: texts solved, wall seconds, texts solved per
-hour, median steps (a text won by a tail row counts that row's steps), row-steps run; the
+its own length) instead of n_tokens-token windows of `source`. Reported per arm: texts
+solved, wall seconds, texts solved per hour, median steps (a text won by a tail row counts that row's steps), row-steps run; the
 ratio tail / no tail of texts per hour for each tail arm. `init_from` (an encoder checkpoint or
 'default') starts every row at the encoder's e plus refinement noise, with m frozen at the
 encoder's m, as `proto.fit --init-from` does. Writes
@@ -39,6 +39,7 @@ from proto import config as C
 from proto.fit import FitRow, Fitter, start_rows_at
 from proto.io import read_texts
 from proto.models import DEFAULT_MODEL, load_model
+from proto.progress import FitProgress
 from proto.report import md_table
 from proto.sources import sample_texts
 
@@ -86,7 +87,7 @@ def _fitter(cfg, lm, tail: int, after: float, starts):
 def arm(cfg, lm, rows, tail: int, after: float, starts, log) -> dict:
     """One fit of all rows; its results and a (seconds, solved, active) trace."""
     name = f"tail_restarts={tail}" + (f", tail_after={after:g}" if tail else "")
-    trace, say = [], E.progress_printer(log, name, cfg.progress_seconds)
+    trace, say = [], FitProgress(desc=name, every=cfg.progress_seconds)
 
     def progress(p):
         trace.append((p["seconds"], p["solved"], p["active"]))
@@ -98,7 +99,8 @@ def arm(cfg, lm, rows, tail: int, after: float, starts, log) -> dict:
     secs = time.perf_counter() - t0
     solved = sum(r.solved for r in res)
     steps = [r.steps if r.solved else cfg.cap for r in res]
-    return {"arm": name, "tail_restarts": tail, "tail_after": after, "solved": solved, "texts": len(rows), "seconds": secs,
+    return {"arm": name, "tail_restarts": tail, "tail_after": after, "solved": solved,
+            "texts": len(rows), "seconds": secs,
             "texts_per_hour": 3600 * solved / secs, "steps_median": statistics.median(steps),
             "steps_max": max(steps), "row_steps": sum(a for _, _, a in trace),
             "forward_passes": len(trace), "won_by_tail_row": sum(r.restart >= 1000 for r in res),

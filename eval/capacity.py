@@ -62,6 +62,7 @@ from proto.decode import h_lm
 from proto.fit import FitRow, Fitter, fit_shared_m
 from proto.io import atomic_write_json
 from proto.models import DEFAULT_MODEL, load_model
+from proto.progress import FitProgress
 from proto.report import md_table
 
 # Paper Table 3, (C_tokens, H_LM mean, H_LM std) at each model's capacity; "Share p" False /
@@ -267,7 +268,7 @@ def study(cfg: CapacityConfig, log=E.stderr_log) -> dict:
             t0 = time.time()
             best = _fit_length(cfg, lm, recipe, mode, [texts[climb.key[k]][:n] for k in names],
                                names, warm_m,
-                               E.progress_printer(log, f"{mode} N={n}", cfg.progress_seconds))
+                               FitProgress(desc=f"{mode} N={n}", every=cfg.progress_seconds))
             ok = climb.record(n, mode, names, best, cfg.threshold, cfg.patience,
                               time.time() - t0)
             log(f"N={n:<5d} {mode:>10s}: {ok}/{len(names)} fitted (acc >= {cfg.threshold}), "

@@ -41,20 +41,6 @@ def stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def progress_printer(log: Callable[[str], None], label: str, every_s: float):
-    """A Fitter progress callback that reports at most every `every_s` seconds."""
-    last = [time.time()]
-
-    def cb(p: dict):
-        now = time.time()
-        if every_s > 0 and now - last[0] >= every_s:
-            last[0] = now
-            log(f"  {label} step {p['step']}: {p['done']}/{p['total']} rows done, "
-                f"{p['solved']} solved, {p['active']} active, {p['step_seconds']:.2f} s/step, "
-                f"{p['seconds']:.0f} s")
-    return cb
-
-
 def resolve_recipe(name: str, overrides: dict, max_steps: int, **fixed) -> Recipe:
     """The named recipe with the config's field overrides; max_steps > 0 replaces its cap."""
     from proto.fit import get_recipe

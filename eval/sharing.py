@@ -39,6 +39,7 @@ from proto import config as C
 from proto.arrangement import Arrangement
 from proto.fit import FitRow, Fitter
 from proto.models import DEFAULT_MODEL, load_model
+from proto.progress import FitProgress
 from proto.report import md_table
 
 # Paper Table 2 (256 PG-19 texts of 256 tokens, 10 seeds; the model is not named for this
@@ -127,8 +128,8 @@ def study(cfg: SharingConfig, log=E.stderr_log) -> dict:
                      {"e_mode": "unit" if kind == "e" else "row",
                       "m_mode": "unit" if kind == "m" else "row", "group_size": g})
             t0 = time.time()
-            res = fitter.fit(rows, **modes, progress=E.progress_printer(
-                log, f"shared {kind} S_g={g}", cfg.progress_seconds))
+            res = fitter.fit(rows, **modes, progress=FitProgress(
+                desc=f"shared {kind} S_g={g}", every=cfg.progress_seconds))
             acc = [[r.accuracy for r in res[s * cfg.n_texts:(s + 1) * cfg.n_texts]]
                    for s in range(cfg.seeds)]
             st = {"shared": kind, "group_size": g, **aggregate(acc), "accuracy": acc,

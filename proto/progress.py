@@ -23,21 +23,26 @@ def enabled() -> bool:
 
 
 def bar(total: int | None = None, desc: str = "", unit: str = "it", initial: int = 0,
-        **kw) -> tqdm:
+        mininterval: float = 2.0, **kw) -> tqdm:
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr,
-                mininterval=2, dynamic_ncols=True, disable=not enabled(), **kw)
+                mininterval=mininterval, dynamic_ncols=True, disable=not enabled(), **kw)
 
 
 class FitProgress:
-    """A Fitter.fit progress callback: a bar of texts done, with solved rows and step time."""
+    """A Fitter.fit progress callback: a bar of rows done, with solved rows and step time; it
+    closes itself when every row is done."""
 
-    def __init__(self, total: int, desc: str = "fit"):
-        self.bar = bar(total, desc, unit="row")
+    def __init__(self, total: int | None = None, desc: str = "fit", every: float = 2.0):
+        self.bar = bar(total, desc, unit="row", mininterval=every)
 
     def __call__(self, s: dict) -> None:
+        if self.bar.total is None:
+            self.bar.total = s["total"]
         self.bar.update(s["done"] - self.bar.n)
         self.bar.set_postfix(solved=s["solved"], active=s["active"], step=s["step"],
                              s_per_step=f"{s['step_seconds']:.2f}", refresh=False)
+        if s["done"] >= s["total"]:
+            self.close()
 
     def close(self) -> None:
         self.bar.close()

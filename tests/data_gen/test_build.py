@@ -145,13 +145,13 @@ def test_two_ranks_split_chunks_without_overlap(ref, tmp_path, tiny, monkeypatch
 def test_verify_finds_a_truncated_shard_and_resume_redoes_it(ref, tmp_path, tiny, capsys):
     out = tmp_path / "corpus"
     shutil.copytree(ref[0], out)
-    assert V.main([str(out), "--sample", "3"]) == 0
+    assert V.main([str(out), "sample=3"]) == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert s["ok"] and s["decode"]["sampled"] == 3 and s["decode"]["max_abs_diff"] < 1e-6
     shard = out / "shards" / "chunk-00002.parquet"
     good = shard.read_bytes()
     shard.write_bytes(good[: len(good) // 2])
-    assert V.main([str(out), "--sample", "0"]) == 1
+    assert V.main([str(out), "sample=0"]) == 1
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert not s["ok"] and s["corrupt"] == 1
     assert s["problems"][0]["shard"] == "shards/chunk-00002.parquet"
@@ -160,7 +160,7 @@ def test_verify_finds_a_truncated_shard_and_resume_redoes_it(ref, tmp_path, tiny
     assert "moved aside" in capsys.readouterr().err
     assert (out / "shards" / "chunk-00002.parquet.corrupt").read_bytes() == good[: len(good) // 2]
     assert _rows(out) == _rows(ref[0])  # the redone chunk is bit-identical (e included)
-    assert V.main([str(out), "--sample", "0"]) == 0
+    assert V.main([str(out), "sample=0"]) == 0
 
 
 def test_a_different_config_is_refused(ref, tiny):
