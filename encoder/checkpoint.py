@@ -22,7 +22,7 @@ from proto.models import resolve_dtype
 from .config import EncoderConfig
 from .core import EncoderError, load_llm
 from .losses import Decoder
-from .models import Encoder
+from .models import Encoder, peft_key
 
 FORMAT = "protospace.encoder/1"
 SHIPPED = Path(__file__).resolve().parent / "shipped"
@@ -88,13 +88,12 @@ def precision(blob: dict) -> str:
 def load_state(enc: Encoder, blob: dict) -> None:
     """Load a checkpoint's trained weights into `enc`; a checkpoint that lacks any of the
     encoder's trainable weights, or holds weights it does not have, is refused."""
-    state = blob["state"]
-    want = enc.trainable_keys()
-    missing = sorted(want - set(state))
+    state = {peft_key(k): v for k, v in blob["state"].items()}
+    missing = sorted(enc.trainable_keys() - set(state))
     if missing:
         raise EncoderError(f"encoder {blob['path']} lacks trained weights, e.g. {missing[0]} "
                            f"({len(missing)} missing)")
-    _, unexpected = enc.load_state_dict(state, strict=False)
+    unexpected = enc.load_trainable(state)
     if unexpected:
         raise EncoderError(f"encoder {blob['path']} holds unknown weights, e.g. {unexpected[0]}")
 

@@ -213,6 +213,15 @@ class HFBody(nn.Module):
         return self.model(**enc).last_hidden_state.float()
 
 
+PEFT = "body.peft."   # where a LoRA encoder's adapters sit in its state
+
+
+def peft_key(key: str) -> str:
+    """A LoRA weight's key in peft's own format (files written before the helpers were used
+    hold state-dict keys, with the adapter's name `.default.` in them)."""
+    return key.replace(".default.", ".") if key.startswith(PEFT) else key
+
+
 class Encoder(nn.Module):
     """text batch -> e [B, d_model]; also holds the shared m the decoder uses with it."""
 
@@ -278,14 +287,36 @@ class Encoder(nn.Module):
         if isinstance(self.body, LoraBody):
             self.body.peft.unload()
 
-    def trainable_keys(self) -> set[str]:
-        """The state keys a checkpoint must hold: the trained weights and offset/m buffers."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k for k in self.state_dict() if k in names or k in ("offset", "m")}
-
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        keys = self.trainable_keys()
-        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in keys}
+        """What a checkpoint must hold: the trained weights and the offset/m buffers. LoRA
+        adapters are stored the way peft stores them (get_peft_model_state_dict), under
+        `body.peft.`; everything else under its state-dict key."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        lora = isinstance(self.body, LoraBody)
+        out = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()
+               if (k in names or k in ("offset", "m")) and not (lora and k.startswith(PEFT))}
+        if lora:
+            from peft import get_peft_model_state_dict  # lazy: peft is needed only by LoRA
+            out.update({PEFT + k: v.detach().cpu().clone()
+                        for k, v in get_peft_model_state_dict(self.body.peft).items()})
+        return out
+
+    def trainable_keys(self) -> set[str]:
+        return set(self.trainable_state())
+
+    def load_trainable(self, state: dict[str, torch.Tensor]) -> list[str]:
+        """Load a trainable_state(); returns the keys this encoder does not have."""
+        lora = isinstance(self.body, LoraBody)
+        adapters = {k[len(PEFT):]: v for k, v in state.items() if lora and k.startswith(PEFT)}
+        rest = {k: v for k, v in state.items() if not (lora and k.startswith(PEFT))}
+        unexpected = []
+        if adapters:
+            from peft import set_peft_model_state_dict  # lazy: peft is needed only by LoRA
+            res = set_peft_model_state_dict(self.body.peft, adapters)
+            unexpected += [PEFT + k for k in getattr(res, "unexpected_keys", [])
+                           if "lora_" in k]
+        unexpected += self.load_state_dict(rest, strict=False)[1]
+        return unexpected
 
     def param_groups(self, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
         body, head = [], []

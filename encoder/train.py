@@ -2,7 +2,7 @@
 
   python -m encoder.train --config configs/encoder/tiny.yaml           # tiny CPU run, ~30 s
   python -m encoder.train --config configs/encoder/default.yaml        # SmolLM2, this CPU
-  deepspeed --num_gpus 2 --module encoder.train --config configs/encoder/default.yaml
+  deepspeed --no_local_rank --num_gpus 2 --module encoder.train --config configs/encoder/default.yaml
       # 2 ranks (on a CPU: 2 gloo processes); the global batch stays train.global_batch
   python -m encoder.train --config configs/encoder/default.yaml train.steps=400   # resume, go on
 
@@ -91,17 +91,6 @@ def ds_config(cfg: EncoderConfig, world: int) -> dict:
                t.micro_batch, "gradient_accumulation_steps": t.global_batch // per_step,
                "gradient_clipping": t.clip})
     return ds
-
-
-def lr_lambda(cfg: EncoderConfig):
-    t = cfg.train
-
-    def f(step: int) -> float:
-        if step < t.warmup_steps:
-            return (step + 1) / t.warmup_steps
-        frac = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
-        return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
-    return f
 
 
 def content(cfg: EncoderConfig) -> dict:
@@ -213,7 +202,10 @@ class Trainer:
             start_from(enc, cfg, self.setup.lm)
         opt = torch.optim.AdamW(enc.param_groups(cfg.train.lr, cfg.train.head_lr,
                                                  cfg.train.weight_decay))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+        # lazy: transformers costs seconds; the model load imports it anyway
+        from transformers import get_cosine_with_min_lr_schedule_with_warmup
+        sched = get_cosine_with_min_lr_schedule_with_warmup(
+            opt, cfg.train.warmup_steps, cfg.train.steps, min_lr_rate=cfg.train.min_lr_ratio)
         with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints its config
             self.engine, _, _, _ = deepspeed.initialize(model=enc, optimizer=opt,
                                                         lr_scheduler=sched, config=self.ds)
@@ -405,23 +397,21 @@ class Trainer:
         return summary
 
 
-def _argv_without_local_rank(argv: list[str]) -> list[str]:
-    """The deepspeed launcher appends --local_rank=N; LOCAL_RANK in the environment says the
-    same, so it is dropped before the shared command front parses the rest."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a.startswith("--local_rank"):
-            skip = a == "--local_rank"
-            continue
-        out.append(a)
-    return out
+def _refuse_local_rank(argv: list[str]) -> str | None:
+    """The launcher's --local_rank=N (LOCAL_RANK in the environment says the same) is not a
+    config key: the commands run the launcher with --no_local_rank."""
+    if any(a.startswith("--local_rank") for a in argv):
+        return ("the deepspeed launcher passed --local_rank: run it with --no_local_rank, e.g. "
+                "deepspeed --no_local_rank --num_gpus 2 --module encoder.train --config ...")
+    return None
 
 
 def main(argv=None) -> int:
-    argv = _argv_without_local_rank(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    why = _refuse_local_rank(argv)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     cfg = C.parse_cli(EncoderConfig, __doc__, argv, prog="python -m encoder.train")
     if cfg is None:
         return 2

@@ -218,7 +218,9 @@ def _gemma3_gguf() -> Path:
 _GGUF_ALIASES = {"smollm2-135m": _smollm2_gguf, "gemma3-270m": _gemma3_gguf}
 
 
-def _sha256_state(model: torch.nn.Module) -> str:
+def state_sha256(model: torch.nn.Module) -> str:
+    """sha256 of a model's weights in fp32 (name, then bytes, by name): the identity of
+    weights that do not come from a file, and a check that two loads hold the same weights."""
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
@@ -323,7 +325,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
     wdtype = resolve_dtype(dtype, dev)
     if name == "tiny-random":
         model, tok = build_tiny_model()
-        digest = _sha256_state(model)
+        digest = state_sha256(model)
         # The tiny model is for correctness tests; keep it fp32 unless asked otherwise.
         if dtype in (None, "auto"):
             wdtype = torch.float32
@@ -356,7 +358,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
                 f"unknown model {name!r}: not an alias ({', '.join(ALIASES)}), not a local path, "
                 f"and not loadable from the hub or its cache (offline?): {why}") from None
         if digest is None:
-            digest = _sha256_state(model)
+            digest = state_sha256(model)
     model.requires_grad_(False)
     model.eval()
     model.to(device=dev, dtype=wdtype)

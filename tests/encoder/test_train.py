@@ -51,7 +51,8 @@ def test_two_ranks_give_the_one_rank_curve(train_tiny, tmp_path, enc_corpus):
     env = {**os.environ, "PROTOSPACE_NO_MLFLOW": "1", "DS_ACCELERATOR": "cpu",
            "PATH": f"{PY_BIN}:{os.environ['PATH']}"}
     launcher = str(PY_BIN / "deepspeed") if (PY_BIN / "deepspeed").exists() else "deepspeed"
-    r = subprocess.run([launcher, "--num_gpus", "2", "--master_port", "29731", "--module",
+    r = subprocess.run([launcher, "--no_local_rank", "--num_gpus", "2", "--master_port", "29731",
+                        "--module",
                         "encoder.train", "--config", str(TINY_ENCODER),
                         f"out={tmp_path / 'two'}", f"data.corpus={enc_corpus}", "threads=1",
                         "mlflow=false"], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -131,3 +132,9 @@ def test_nearest_loss_trains_on_raw_text_which_has_no_corpus_targets(tmp_path, e
     assert all(r["nearest"] > 0 and 0 <= r["nearest_acc"] <= 1 for r in hist)
     with pytest.raises(ValueError, match="m: learned would never train"):
         encoder_config(tmp_path / "x", enc_corpus, "loss.kind=nearest", "m=learned")
+
+
+def test_a_launcher_without_no_local_rank_is_told_the_fix(capsys):
+    from encoder.train import main
+    assert main(["--config", str(TINY_ENCODER), "--local_rank=0"]) == 2
+    assert "--no_local_rank" in capsys.readouterr().err

@@ -6,7 +6,7 @@ under a longer cap (its restart_after=300 gives each a fresh attempt at step 300
 import json
 import sys
 
-from data_gen.sources import sample_texts
+from proto.sources import sample_texts
 from proto.fit import FitRow, Fitter, get_recipe
 from proto.models import load_model
 

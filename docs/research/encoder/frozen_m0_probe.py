@@ -2,7 +2,7 @@ import sys, time, torch, statistics, dataclasses
 from proto.models import load_model
 from proto.fit import Fitter, FitRow, get_recipe, init_vector, embedding_std
 from proto.start import load_start
-from data_gen.sources import sample_texts
+from proto.sources import sample_texts
 torch.set_num_threads(2)
 lm = load_model("smollm2-135m", device="cpu")
 e0, m0 = load_start("learned", lm)

@@ -9,7 +9,7 @@ contextual residual, each run time-boxed, on one accelerator.
       plan=cpu budget=300                    # the real model on a CPU, a few steps per run
 
 MODEL is an alias, a model dir or a .gguf file. For a .gguf copy of the default model's GGUF,
-`alias=smollm2-135m state_sha256=...` (the `_sha256_state` of the fp32 weights, printed by a run
+`alias=smollm2-135m state_sha256=...` (the `state_sha256` of the fp32 weights, printed by a run
 on the alias) checks that the weights are the alias's bit for bit and gives the model the
 alias's identity, so the shipped learned start and encoder files apply to it.
 
@@ -40,7 +40,7 @@ from encoder.data import context_held_out
 from encoder.losses import Decoder
 from encoder.models import Encoder
 from proto.arrangement import Arrangement, prefix_ids
-from proto.models import _sha256_state, load_model
+from proto.models import state_sha256, load_model
 
 # name, lengths, model overrides, share of the budget (after the lr sweep)
 PLANS = {
@@ -70,7 +70,7 @@ def parse(argv):
 def load(model: str, cfg: dict):
     lm = load_model(model, dtype="float32", verbose=False)
     if cfg["alias"]:
-        got = _sha256_state(lm.model)
+        got = state_sha256(lm.model)
         if got != cfg["state_sha256"]:
             sys.exit(f"weights differ from {cfg['alias']}'s: {got}")
         lm.name, lm.weights_sha256 = cfg["alias"], cfg["weights_sha256"]

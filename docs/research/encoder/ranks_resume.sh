@@ -11,7 +11,7 @@ OUT=outputs/encoder/ranks
 rm -rf $OUT; mkdir -p $OUT
 COMMON=(--config configs/encoder/demo.yaml train.micro_batch=4 train.steps=10 train.eval_every=10 train.save_every=5 mlflow=false)
 .venv/bin/python -m encoder.train "${COMMON[@]}" out=$OUT/one | tail -1
-.venv/bin/deepspeed --num_gpus 2 --module encoder.train "${COMMON[@]}" out=$OUT/two threads=1 2>$OUT/two.stderr | tail -1
+.venv/bin/deepspeed --no_local_rank --num_gpus 2 --module encoder.train "${COMMON[@]}" out=$OUT/two threads=1 2>$OUT/two.stderr | tail -1
 .venv/bin/python -m encoder.train "${COMMON[@]}" out=$OUT/resumed train.stop_after=5 | tail -1
 .venv/bin/python -m encoder.train "${COMMON[@]}" out=$OUT/resumed | tail -1
 .venv/bin/python - <<'PY'

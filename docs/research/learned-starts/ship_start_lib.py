@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from proto.meta import plot
-from proto.models import _sha256_state, load_model
+from proto.models import state_sha256, load_model
 from proto.start import save_start
 
 # The probe printed the model's fp32 state sha256 on the GPU (the gguf loaded with transformers).
@@ -19,7 +19,7 @@ GPU_STATE = "3c5fdee91060c09a103a3ace048e09657659253dda455eaa5b13bcd2d5525f3b"
 
 def load_checked_model():
     lm = load_model("smollm2-135m", dtype="float32", verbose=False)
-    state = _sha256_state(lm.model)
+    state = state_sha256(lm.model)
     assert state == GPU_STATE, f"weights differ from the GPU's: {state}"
     return lm, state
 

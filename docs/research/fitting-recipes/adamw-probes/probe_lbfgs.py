@@ -6,7 +6,7 @@ import sys, time, math, json
 import torch, torch.nn.functional as F
 from proto.models import load_model
 from proto.fit import Fitter, get_recipe, init_vector, row_seed
-from data_gen.sources import sample_texts
+from proto.sources import sample_texts
 
 n, k, cap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 opts = sys.argv[4:] or ["lbfgs"]

@@ -12,7 +12,7 @@ import torch, torch.nn.functional as F
 from proto.models import load_model
 from proto.onepass import row_losses
 from proto.fit import Fitter, get_recipe, init_vector, row_seed, RowAdam
-from data_gen.sources import sample_texts
+from proto.sources import sample_texts
 
 n, k, cap = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 variants = [json.loads(v) for v in sys.argv[4:]] or [{}]

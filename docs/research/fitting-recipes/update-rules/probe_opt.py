@@ -19,7 +19,7 @@ A variant is a JSON dict of Recipe overrides of default_v1 plus probe-only keys 
   _from: a file saved by docs/research/fitting-recipes/adamw-probes/probe_traj.py (_save) and _from_row: its row; every
         row starts at that row's solved e, m plus its own init noise x _noise (default 1).
 Texts: the first N_TEXTS Gutenberg-prose and N_TEXTS random-word texts of
-data_gen.sources.sample_texts (seed TEXT_SEED, default 0), the same as eval.recipes; inits
+proto.sources.sample_texts (seed TEXT_SEED, default 0), the same as eval.recipes; inits
 are the Fitter's per-row seeds. Rows keep stepping after they solve; steps-to-solve is the
 first step at full accuracy. Also prints, per row, the step each position was first right.
 """
@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from data_gen.sources import sample_texts
+from proto.sources import sample_texts
 from proto.fit import Fitter, RowAdam, lr_factor, get_recipe, init_vector, row_seed
 from proto.models import load_model
 from proto.onepass import row_losses

@@ -34,7 +34,7 @@ import torch
 from eval.recipes import summarise
 from proto.fit import FitRow, Fitter, get_recipe
 from proto.meta import learn_start
-from proto.models import _sha256_state, load_model
+from proto.models import state_sha256, load_model
 
 model_path, texts_path, jobs_path, outdir = sys.argv[1:5]
 out = Path(outdir)
@@ -44,7 +44,7 @@ jobs = json.loads(Path(jobs_path).read_text())
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 lm = load_model(model_path, dtype="float32", verbose=False)
-print(f"model {model_path} on {lm.device}, state sha256 {_sha256_state(lm.model)}", flush=True)
+print(f"model {model_path} on {lm.device}, state sha256 {state_sha256(lm.model)}", flush=True)
 V = lm.model.config.vocab_size  # the tiny model's vocabulary is smaller: fold ids into it
 texts = {k: [[t % V for t in x] for x in v] for k, v in texts.items()}
 starts = {"origin": None}

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from data_gen.sources import sample_texts
+from proto.sources import sample_texts
 from proto.models import load_model
 
 lm = load_model("smollm2-135m", verbose=False)

@@ -22,7 +22,7 @@ import time
 import torch
 
 import proto.fit as F
-from data_gen.sources import sample_texts
+from proto.sources import sample_texts
 from eval.recipes import RecipesConfig, study
 from proto.fit import FitRow, Fitter, get_recipe
 from proto.models import load_model

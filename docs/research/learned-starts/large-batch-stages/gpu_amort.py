@@ -29,7 +29,7 @@ import torch
 from eval.recipes import summarise
 from proto.arrangement import prefix_ids
 from proto.fit import FitRow, Fitter, get_recipe
-from proto.models import _sha256_state, load_model
+from proto.models import state_sha256, load_model
 
 model_path, texts_path, outdir = sys.argv[1:4]
 cfg = {"n_train": 4096, "gen_cap": 150, "eval_cap": 300, "n_eval": 16, "batch": 512,
@@ -47,7 +47,7 @@ torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 lm = load_model(model_path, dtype="float32", verbose=False)
 dev = lm.device
-print(f"model {model_path} on {dev}, state sha256 {_sha256_state(lm.model)} cfg {cfg}", flush=True)
+print(f"model {model_path} on {dev}, state sha256 {state_sha256(lm.model)} cfg {cfg}", flush=True)
 V = lm.model.config.vocab_size
 texts = {k: [[t % V for t in x] for x in v] for k, v in json.loads(Path(texts_path).read_text()).items()}
 d = lm.d_model

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 
-from data_gen.sources import sample_texts
+from proto.sources import sample_texts
 from proto.models import load_model
 
 src_path, dst = sys.argv[1:3]

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from data_gen.sources import sample_texts
+from proto.sources import sample_texts
 from proto.fit import Fitter, RowAdam, get_recipe, init_vector
 from proto.models import load_model
 from proto.onepass import row_losses
