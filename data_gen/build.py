@@ -59,7 +59,7 @@ from proto.fit import (
     start_rows_at,
 )
 from proto.io import atomic_write_bytes, atomic_write_json
-from proto.models import ModelLoadError, load_model
+from proto.models import ModelFields, ModelLoadError, load_model
 from proto.paths import as_point, bezier, linear
 from proto.progress import bar
 from proto.providers import text_starts
@@ -79,11 +79,8 @@ VOLATILE = ("out", "device", "threads", "mlflow", "wait_seconds", "progress_seco
 
 
 @dataclasses.dataclass
-class BuildConfig:
+class BuildConfig(ModelFields):
     out: str = "outputs/corpus/default"   # corpus directory
-    model: str = "smollm2-135m"           # alias, hub id or local path
-    device: str = ""                      # '' = cuda if available, else cpu
-    dtype: str = "auto"                   # auto | fp32 | bf16 | fp16
     # default_v2: what the corpora were built with; `default`'s learned start is unused with a
     # frozen m and its lr 0.2 was not measured there
     recipe: str = "default_v2"            # default_v2 | default | default_v1 | sink | paper

@@ -1,7 +1,7 @@
 """Train a text -> e encoder on the DeepSpeed engine, judged by one-pass decoding.
 
   python -m encoder.train --config configs/encoder/tiny.yaml           # tiny CPU run, ~30 s
-  python -m encoder.train --config configs/encoder/default.yaml        # SmolLM2, this CPU
+  python -m encoder.train --config configs/encoder/default.yaml        # SmolLM2, a 2-core CPU
   deepspeed --no_local_rank --num_gpus 2 --module encoder.train --config configs/encoder/default.yaml
       # 2 ranks (on a CPU: 2 gloo processes); the global batch stays train.global_batch
   python -m encoder.train --config configs/encoder/default.yaml train.steps=400   # resume, go on

@@ -38,7 +38,7 @@ from eval import common as E
 from proto import config as C
 from proto.arrangement import PAPER_LABELS, Arrangement
 from proto.fit import FitRow, Fitter
-from proto.models import DEFAULT_MODEL, load_model
+from proto.models import ModelFields, load_model
 from proto.progress import FitProgress
 from proto.report import md_table
 
@@ -62,10 +62,7 @@ TABLE1 = ["e_m", "e_mN", "eN", "eN2_mN2", "em_alt"]
 
 
 @dataclasses.dataclass
-class ArrangementsConfig:
-    model: str = DEFAULT_MODEL
-    device: str = ""                      # '' = cuda if available, else cpu
-    dtype: str = "auto"
+class ArrangementsConfig(ModelFields):
     arrangements: list[str] = dataclasses.field(default_factory=lambda: list(TABLE1))
     lengths: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 16])
     n_texts: int = 4

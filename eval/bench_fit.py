@@ -30,15 +30,12 @@ import torch
 
 from eval.common import run_command, stderr_log, table_errors
 from proto.fit import FitRow, Fitter, get_recipe
-from proto.models import DEFAULT_MODEL, load_model
+from proto.models import ModelFields, load_model
 from proto.sources import sample_texts
 
 
 @dataclasses.dataclass
-class BenchConfig:
-    model: str = DEFAULT_MODEL
-    device: str = ""
-    dtype: str = "auto"
+class BenchConfig(ModelFields):
     source: str = "britannica"
     n_texts: int = 24
     batch_size: int = 8           # 0 = every text in one batch (no refilling)

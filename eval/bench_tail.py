@@ -38,17 +38,14 @@ from eval import common as E
 from proto import config as C
 from proto.fit import FitRow, Fitter, start_rows_at
 from proto.io import read_texts
-from proto.models import DEFAULT_MODEL, load_model
+from proto.models import ModelFields, load_model
 from proto.progress import FitProgress
 from proto.report import md_table
 from proto.sources import sample_texts
 
 
 @dataclasses.dataclass
-class TailConfig:
-    model: str = DEFAULT_MODEL
-    device: str = ""
-    dtype: str = "auto"
+class TailConfig(ModelFields):
     source: str = "britannica"
     texts_file: str = ""      # one text per line: its first n_texts lines instead of `source`
     n_texts: int = 32
@@ -167,8 +164,8 @@ def report(rep: dict) -> str:
 
 
 def _flat(rep: dict) -> dict:
-    """Per-arm numbers keyed today / after<tail_after> (the JSON line and MLflow metrics)."""
-    tags = ["today"] + [f"after{a['tail_after']:g}" for a in rep["arms"][1:]]
+    """Per-arm numbers keyed none / after<tail_after> (the JSON line and MLflow metrics)."""
+    tags = ["none"] + [f"after{a['tail_after']:g}" for a in rep["arms"][1:]]
     return {f"{k}_{tag}": round(a[k], 3) for tag, a in zip(tags, rep["arms"])
             for k in ("solved", "seconds", "texts_per_hour", "steps_median",
                       "speedup_texts_per_hour") if k in a}

@@ -61,7 +61,7 @@ from proto import config as C
 from proto.decode import h_lm
 from proto.fit import FitRow, Fitter, fit_shared_m
 from proto.io import atomic_write_json
-from proto.models import DEFAULT_MODEL, load_model
+from proto.models import ModelFields, load_model
 from proto.progress import FitProgress
 from proto.report import md_table
 
@@ -96,10 +96,7 @@ def capacity(acc_by_length: dict[int, float], threshold: float = 0.99) -> int:
 
 
 @dataclasses.dataclass
-class CapacityConfig:
-    model: str = DEFAULT_MODEL
-    device: str = ""
-    dtype: str = "auto"
+class CapacityConfig(ModelFields):
     lengths: list[int] = dataclasses.field(default_factory=list)  # [] = sqrt(2) grid below
     min_length: int = 8
     max_length: int = 32

@@ -31,7 +31,7 @@ import torch
 from proto import config as C
 from proto.fit import RECIPES, FitRow, Fitter, embedding_std, fit_shared_m, get_recipe, init_vector
 from proto.io import atomic_write_json
-from proto.models import DEFAULT_MODEL, load_model
+from proto.models import ModelFields, load_model
 from proto.sources import sample_texts
 from proto.tracking import run as mlflow_run
 
@@ -57,10 +57,7 @@ class Candidate:
 
 
 @dataclasses.dataclass
-class RecipesConfig:
-    model: str = DEFAULT_MODEL
-    device: str = ""
-    dtype: str = "auto"
+class RecipesConfig(ModelFields):
     lengths: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 64])
     n_texts: int = 16                       # per source
     sources: list[str] = dataclasses.field(default_factory=lambda: ["britannica", "random-words"])

@@ -38,7 +38,7 @@ from eval import common as E
 from proto import config as C
 from proto.arrangement import Arrangement
 from proto.fit import FitRow, Fitter
-from proto.models import DEFAULT_MODEL, load_model
+from proto.models import ModelFields, load_model
 from proto.progress import FitProgress
 from proto.report import md_table
 
@@ -58,10 +58,7 @@ PAPER_T2: dict[str, dict[int, dict[str, tuple[float, float]]]] = {
 
 
 @dataclasses.dataclass
-class SharingConfig:
-    model: str = DEFAULT_MODEL
-    device: str = ""
-    dtype: str = "auto"
+class SharingConfig(ModelFields):
     n_tokens: int = 16                    # text length (the paper: its longest lossless length)
     n_texts: int = 4
     group_sizes: list[int] = dataclasses.field(default_factory=lambda: [1, 4])

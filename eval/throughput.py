@@ -39,15 +39,12 @@ from eval.common import run_command, table_errors
 from proto.arrangement import Arrangement, prefix_ids
 from proto.decode import autoregressive, hits, one_pass
 from proto.fit import FitRow, Fitter, embedding_std, get_recipe
-from proto.models import DEFAULT_MODEL, load_model
+from proto.models import ModelFields, load_model
 from proto.sources import sample_texts
 
 
 @dataclasses.dataclass
-class ThroughputConfig:
-    model: str = DEFAULT_MODEL
-    device: str = ""
-    dtype: str = "auto"
+class ThroughputConfig(ModelFields):
     lengths: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 64])
     reps: int = 5
     fit_texts: int = 2

@@ -1,7 +1,7 @@
 """Learn a start for fitting (Reptile): one text-independent (e0, m0) from which texts solve sooner.
 
   python -m proto.meta --config configs/proto/meta.yaml out=outputs/meta/s1.pt   # stage 1, ~25 min here
-  # stages 2-4 (K=50 steps, 32 texts an iteration): ~8 min on an H100 in all, ~10 h on this CPU
+  # stages 2-4 (K=50 steps, 32 texts an iteration): ~8 min on an H100 in all, ~10 h on a 2-core CPU
   python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s1.pt iters=30 \
       text_seed=2000 out=outputs/meta/s2.pt
   python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s2.pt iters=20 \
@@ -38,17 +38,14 @@ import torch
 from . import config as C
 from .fit import FitRow, Fitter, get_recipe, init_vector
 from .io import atomic_write_json
-from .models import ModelLoadError, load_model
+from .models import ModelFields, ModelLoadError, load_model
 from .sources import sample_texts
 from .start import load_start, save_start
 from .tracking import run as mlflow_run
 
 
 @dataclasses.dataclass
-class MetaConfig:
-    model: str = "smollm2-135m"
-    device: str = ""
-    dtype: str = "auto"
+class MetaConfig(ModelFields):
     recipe: str = "default_v1"
     recipe_overrides: dict = dataclasses.field(default_factory=lambda: {"lr": 0.2})
     n_tokens: int = 32

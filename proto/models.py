@@ -33,6 +33,15 @@ DEFAULT_MODEL = "smollm2-135m"
 ALIASES = ("smollm2-135m", "gemma3-270m", "tiny-random")
 
 
+@dataclasses.dataclass
+class ModelFields:
+    """The fields of every command that loads the frozen LLM: the base of its config."""
+    model: str = DEFAULT_MODEL       # alias, hub id or local path
+    device: str = ""                 # '' = cuda if available, else cpu
+    # auto: bf16 on CUDA; on a CPU decided once per machine (cpu_precision); fp32 | bf16 | fp16
+    dtype: str = "auto"
+
+
 class ModelLoadError(RuntimeError):
     """The model could not be found or loaded (one clear line for the user)."""
 
@@ -116,7 +125,7 @@ def _measure_bf16_ratio(size: int = 256, rounds: int = 7) -> float:
 
 @functools.lru_cache(maxsize=1)
 def cpu_precision() -> dict:
-    """Whether this CPU runs bf16 matmuls fast, decided once per machine and then fixed.
+    """Whether the CPU runs bf16 matmuls fast, decided once per machine and then fixed.
 
     No amx_bf16 / avx512_bf16 flag: fp32, no timing (AVX2 only: bf16 ~500x slower). With one,
     the interleaved timing decides once and the decision is cached under the cache dir, keyed
@@ -163,7 +172,7 @@ def _cache_decision(path: Path, key: str, decision: dict) -> None:
 
 
 def cpu_fast_bf16() -> bool:
-    """True when bf16 matmuls beat fp32 on this CPU (AMX: ~5x faster; AVX2 only: ~500x slower)."""
+    """True when bf16 matmuls beat fp32 on the CPU (AMX: ~5x faster; AVX2 only: ~500x slower)."""
     return cpu_precision()["fast_bf16"]
 
 

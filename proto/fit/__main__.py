@@ -28,17 +28,14 @@ import torch
 from proto import config as C, solution
 from proto.fit import FitRow, Fitter, Recipe, get_recipe, start_rows_at
 from proto.io import read_texts
-from proto.models import ModelLoadError, load_model
+from proto.models import ModelFields, ModelLoadError, load_model
 from proto.progress import FitProgress
 from proto.providers import text_starts
 from proto.tracking import run as mlflow_run
 
 
 @dataclasses.dataclass
-class FitConfig:
-    model: str = "smollm2-135m"
-    device: str = ""                 # '' = cuda if available, else cpu
-    dtype: str = "auto"              # auto = bf16 on CUDA, else decided once per machine
+class FitConfig(ModelFields):
     recipe: str = "default"          # default | default_v1 | sink | paper
     recipe_overrides: dict = dataclasses.field(default_factory=dict)  # any Recipe field
     text: list[str] = dataclasses.field(default_factory=list)   # texts to fit (--text)
