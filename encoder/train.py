@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from proto import config as C, config as PC
 from proto.io import atomic_write_bytes, atomic_write_json
+from proto.progress import bar
 from proto.tracking import free_port, run as mlflow_run
 
 from . import checkpoint as ckpt
@@ -316,10 +316,7 @@ class Trainer:
         mr.text(json.dumps(self.ds, indent=1), "deepspeed.json")
 
     def _progress(self, stop: int):
-        if self.rank != 0:
-            return None
-        return tqdm(total=stop, initial=self.step, desc="encoder", unit="step", file=sys.stderr,
-                    mininterval=2, dynamic_ncols=True)
+        return bar(stop, "encoder", unit="step", initial=self.step)
 
     def _loop(self, mr, stop: int, t0: float) -> dict:
         cfg = self.cfg
@@ -335,19 +332,16 @@ class Trainer:
                 mr.metrics({f"train/{k}": v for k, v in parts.items()} | {"train/lr": row["lr"],
                            "train/examples_per_s": seen / (time.time() - t_loop)},
                            step=self.step)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{parts['loss']:.3f}", acc=f"{parts.get('acc', 0):.3f}")
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.3f}", acc=f"{parts.get('acc', 0):.3f}")
                 if self.step % cfg.train.eval_every == 0 or self.step == cfg.train.steps:
                     self._eval_point(mr)
                 if self.step % cfg.train.save_every == 0 or self.step == stop:
                     self.save(self._last_eval())
         except NaNLoss as exc:
-            if bar is not None:
-                bar.close()
             raise EncoderError(f"{exc}; stopped, the last checkpoint in {cfg.out} is kept "
                                f"(step {self._saved_step()})") from None
-        if bar is not None:
+        finally:
             bar.close()
         return self._finish(mr, t0)
 
