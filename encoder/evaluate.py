@@ -211,6 +211,7 @@ class EvalConfig:
     dtype: str = ""                  # '' = the precision the encoder was trained in
     device: str = ""
     out: str = "outputs/encoder/evaluate"   # config.yaml, results.json, positions.png
+    name: str = ""                   # the MLflow run's name ('' = evaluate-<checkpoint's dir>)
     mlflow: bool = True
 
     def __post_init__(self):
@@ -385,7 +386,8 @@ def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
     and write. -> (res, metrics, refined, curve)"""
 
 
-    with mlflow_run("encoder", cfg, run_name="evaluate", enabled=cfg.mlflow) as mr:
+    name = cfg.name or f"evaluate-{Path(blob['path']).parent.name}"
+    with mlflow_run("encoder", cfg, run_name=name, enabled=cfg.mlflow) as mr:
         mr.tags({"stage": "encoder-evaluate", "model": blob["llm"]["name"],
                  "corpus": corpus, "encoder": blob["path"]})
         res = evaluate(enc, setup, examples, cfg.knn)
