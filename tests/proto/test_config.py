@@ -75,3 +75,51 @@ def test_parse_cli_returns_config_or_none_with_one_error_line(capsys, tmp_path):
     assert C.parse_cli(Outer, "doc", ["nope=1"]) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "unknown key" in err[0]
+
+
+def test_command_front_flags_lists_and_positionals(capsys):
+    """parse_cli: a path flag is taken verbatim (dash or underscore spelling), a flag of a
+    typed field is read as YAML, a list flag repeats, a positional field comes first, and
+    key=value overrides may follow any of them."""
+    import dataclasses
+
+    from proto import config as C
+
+    @dataclasses.dataclass
+    class Cfg:
+        solution: str = ""
+        texts_file: str = ""
+        restarts: int = 1
+        text: list[str] = dataclasses.field(default_factory=list)
+        lr: float = 0.1
+
+    cfg = C.parse_cli(Cfg, "doc", ["sol.st", "--texts-file", "a=b.txt", "--restarts", "3",
+                                   "--text", "x", "--text", "y: z", "lr=3e-3"],
+                      paths={"texts_file": "", "restarts": ""}, lists={"text": ""},
+                      positional={"solution": ""})
+    assert cfg == Cfg("sol.st", "a=b.txt", 3, ["x", "y: z"], 3e-3)
+    assert C.parse_cli(Cfg, "doc", ["s", "--restarts", "two"], paths={"restarts": ""},
+                       positional={"solution": ""}) is None
+    assert "expected an integer" in capsys.readouterr().err
+
+
+def test_progress_is_quiet_off_a_terminal_and_on_other_ranks(monkeypatch):
+    from proto import progress as P
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("PROTOSPACE_PROGRESS", "1")
+    monkeypatch.setenv("RANK", "0")
+    assert P.enabled()
+    monkeypatch.setenv("RANK", "1")
+    assert not P.enabled()
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("PROTOSPACE_PROGRESS")
+    monkeypatch.setenv("CI", "true")
+    assert not P.enabled() and P.bar(10).disable
+
+
+def test_an_unknown_start_provider_is_one_clear_error():
+    import pytest
+
+    from proto.providers import text_starts
+    with pytest.raises(ValueError, match="no start provider 'nope'"):
+        text_starts("default", None, [[1, 2]], provider="nope")
