@@ -91,6 +91,9 @@ def load_inputs(cfg: EncodeConfig):
         if enc.max_tokens and n > enc.max_tokens:
             raise ValueError(f"text {t[:40]!r}... has {n} tokens, more than the encoder's "
                              f"maximum of {enc.max_tokens}")
+        if decoder.arr.input_length(n) > decoder.lm.max_positions:
+            raise ValueError(f"text {t[:40]!r}... has {n} tokens, more than the decoder's "
+                             f"context of {decoder.lm.max_positions} takes")
     return texts, enc, decoder, m, blob
 
 

@@ -332,7 +332,9 @@ def stream_examples(cfg: EvalConfig, setup) -> list[Example]:
     data = setup.split.cfg
     kinds = {k: (1.0 if k in cfg.stream_kinds else 0.0) for k in ("prose", "tokens", "words")}
     scfg = dataclasses.replace(data.stream, continuations=0.0, **kinds)
-    stream = make_stream(dataclasses.replace(data, stream=scfg), setup.lengths, setup.lm, set())
+    # raw=[]: the stream replaces the checkpoint's own raw sources for this evaluation
+    stream = make_stream(dataclasses.replace(data, raw=[], stream=scfg), setup.lengths,
+                         setup.lm, set())
     return [as_example(t) for k in cfg.stream_kinds for n in setup.lengths
             for t in stream.heldout(k, n, cfg.limit or 64)]
 

@@ -220,7 +220,7 @@ def test_encode_bad_inputs_are_one_line_and_write_nothing(trained, tmp_path, cap
     cases = [(["--texts-file", str(empty)], "holds no text"),
              (["--text", "hi", "refine_steps=-1"], "refine_steps must be >= 0"),
              (["--text", "hi", "nope=1"], "unknown key"),
-             (["--text", "x" * 600], "more than the encoder's maximum")]
+             (["--text", "x" * 600], "more than the decoder's context")]
     for extra, msg in cases:
         assert encode(base + extra) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()
