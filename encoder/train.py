@@ -124,9 +124,31 @@ def start_from(enc, cfg: EncoderConfig, lm) -> None:
     blob = ckpt.read(cfg.init_from)
     if blob["llm"]["weights_sha256"] != lm.weights_sha256:
         raise EncoderError(f"init_from {blob['path']} belongs to decoder {blob['llm']['name']}")
-    if blob["config"]["model"] != PC.to_dict(cfg.model):
+    theirs, ours = dict(blob["config"]["model"]), PC.to_dict(cfg.model)
+    grow = theirs.get("positions", 0) < ours.get("positions", 0) and ours["kind"] == "positional"
+    if grow:
+        theirs["positions"] = ours["positions"]
+    if theirs != ours:
         raise EncoderError(f"init_from {blob['path']} has another model config than this run")
+    if grow:
+        blob = dict(blob, state=grown_state(blob["state"], enc.trainable_state()))
     ckpt.load_state(enc, blob)
+
+
+def grown_state(state: dict, target: dict) -> dict:
+    """A positional encoder's weights for more positions: its per-position tensors fill the
+    first rows of this run's, the new positions start at their init. Output position i reads
+    only e, m and i (the decoder is causal), so a code learnt for positions 1..n stays valid
+    for the first n tokens of a longer text."""
+
+    out = {}
+    for k, v in state.items():
+        t = target.get(k)
+        if t is not None and t.shape != v.shape and t.shape[1:] == v.shape[1:] \
+                and t.shape[0] > v.shape[0]:
+            v = torch.cat([v.to(t.dtype), t[v.shape[0]:].detach().cpu().to(t.dtype)])
+        out[k] = v
+    return out
 
 
 def batch_inputs(examples, device) -> dict:

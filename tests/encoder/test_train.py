@@ -138,3 +138,22 @@ def test_a_launcher_without_no_local_rank_is_told_the_fix(capsys):
     from encoder.train import main
     assert main(["--config", str(TINY_ENCODER), "--local_rank=0"]) == 2
     assert "--no_local_rank" in capsys.readouterr().err
+
+
+def test_init_from_a_shorter_positional_encoder_grows_its_positions(train_tiny, tmp_path):
+    """A positional encoder for 6 positions starts a 9-position run: its per-position maps
+    fill the first 6, the new ones start at zero, every other weight is carried over."""
+    from encoder import checkpoint as ckpt
+    pos = ["model.kind=positional", "model.pooling=positional", "train.steps=2"]
+    train_tiny(*pos, "model.positions=6", out=tmp_path / "short")
+    train_tiny(*pos, "model.positions=9", f"init_from={tmp_path / 'short'}", "train.lr=1e-12",
+               "train.head_lr=1e-12", out=tmp_path / "long")
+    a = ckpt.read(str(tmp_path / "short"))["state"]
+    b = ckpt.read(str(tmp_path / "long"))["state"]
+    assert b["pmap.A"].shape[0] == 9 and a["pmap.A"].abs().sum() > 0
+    assert torch.allclose(b["pmap.A"][:6], a["pmap.A"], atol=1e-6)
+    assert b["pmap.A"][6:].abs().max() < 1e-6
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a if k != "pmap.A")
+    with pytest.raises(Exception, match="another model config"):
+        train_tiny(*pos, "model.positions=6", f"init_from={tmp_path / 'long'}",
+                   out=tmp_path / "shrink")
