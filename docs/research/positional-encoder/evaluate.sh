@@ -4,10 +4,11 @@
 #             texts; kNN, mean, start, random and the fit beside it)
 #   stream    LIMIT held-out prose windows, random token sequences and random words per length
 #   sentences configs/eval/sentences.txt (64 sentences of 15-20 tokens), when the encoder
-#             takes 20 tokens
+#             takes them (no position limit, or 20 positions or more)
 #   curve     accuracy / exact after K = 0..20 refinement steps, from the encoder's e (Adam at
 #             each lr of LRS) and from e0, on 64 held-out prose windows per length
-# Logs and tables to docs/research/positional-encoder/eval-NAME-*.txt.
+# Logs and tables to docs/research/positional-encoder/eval-NAME-*.txt. EXTRA adds arguments
+# to every call (e.g. EXTRA=dtype=fp32 for the H200's bf16 checkpoints).
 #   bash docs/research/positional-encoder/evaluate.sh CHECKPOINT NAME [LRS] [LIMIT]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -17,8 +18,8 @@ here=docs/research/positional-encoder
 out=outputs/encoder/evaluate/$NAME
 ev() {  # tag, args...
   local tag=$1; shift
-  { echo "# python -m encoder.evaluate --checkpoint $CK $* name=$NAME-$tag"
-    $py -m encoder.evaluate --checkpoint "$CK" "$@" name=$NAME-$tag out=$out-$tag 2>&1 \
+  { echo "# python -m encoder.evaluate --checkpoint $CK $* ${EXTRA:-} name=$NAME-$tag"
+    $py -m encoder.evaluate --checkpoint "$CK" "$@" ${EXTRA:-} name=$NAME-$tag out=$out-$tag 2>&1 \
       | grep -v -i "warn\|Loading weights\|return _dataset"; } > $here/eval-$NAME-$tag.txt
   tail -n 1 $here/eval-$NAME-$tag.txt | $py scripts/tag_json.py encoder=$NAME set=$tag \
     >> $here/evaluations.jsonl
@@ -26,7 +27,8 @@ ev() {  # tag, args...
 ev heldout --corpus outputs/corpus/encoder
 ev stream texts=stream "stream_kinds=[prose,tokens,words]" limit=$LIMIT
 if $py -c "import sys; from encoder import checkpoint as c; \
-sys.exit(0 if c.read('$CK')['config']['model'].get('positions', 0) >= 20 else 1)" 2>/dev/null; then
+m = c.read('$CK')['config']['model']; \
+sys.exit(0 if m.get('pooling') != 'positional' or m.get('positions', 0) >= 20 else 1)" 2>/dev/null; then
   ev sentences texts=file --texts-file configs/eval/sentences.txt
 fi
 for lr in $LRS; do
