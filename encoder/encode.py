@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from proto import config as C, solution
-from proto.fit import Recipe
+from proto.fit import get_recipe
 from proto.io import read_texts
 from proto.tracking import run as mlflow_run
 
@@ -101,7 +101,7 @@ def refine(cfg: EncodeConfig, enc, decoder, m, e, toks):
     """K refinement steps from e (the plain decoder: the encoder is released first)."""
 
     enc.release()
-    recipe = refine_recipe(Recipe(name="default"), cfg.refine_lr, cfg.refine_steps)
+    recipe = refine_recipe(get_recipe("default"), cfg.refine_lr, cfg.refine_steps)
     res = curve(decoder.lm, recipe, toks, e, m.detach().float().cpu(), None,
                 ks=(cfg.refine_steps,), batch_size=cfg.batch_size)["results"]
     return (torch.stack([r.e for r in res]), [r.accuracy for r in res],

@@ -48,7 +48,7 @@ import torch
 
 from data_gen.textdist import minilm_embeddings, tfidf_vectors
 from proto import config as C
-from proto.fit import Recipe, embedding_std
+from proto.fit import Recipe, embedding_std, get_recipe
 from proto.io import read_texts
 from proto.report import write_outputs
 from proto.sources import text_id
@@ -284,7 +284,7 @@ def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example]
     e = encode_examples(enc, part, setup.lm.device).cpu()
     enc.release()  # the fits below need the plain decoder
     fitted = (setup.corpus or {}).get("recipe")   # the recipe the corpus's e's were fitted with
-    recipe = Recipe(**fitted) if fitted else Recipe(name="default")
+    recipe = Recipe(**fitted) if fitted else get_recipe("default")
     m = enc.m.detach().cpu() if enc.m is not None else setup.m
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     refined = curve = None
