@@ -5,10 +5,12 @@ and logged to MLflow (experiment `encoder`, run `positional-curves`).
   python docs/research/encoder/positional_plot.py OUT.png \
       gpu:docs/research/encoder/gpu-positional/2026-12-04-run1.jsonl \
       gpu:docs/research/encoder/gpu-positional/2026-12-04-run2-long.jsonl \
-      cpu:LABEL=outputs/encoder/positional-n8        # an encoder.train output dir
+      cpu:LABEL=outputs/encoder/positional-n8 \       # an encoder.train output dir
+      steps:LABEL=docs/research/encoder/scaling-steps.jsonl@16   # a scaling run, 16 texts/step
 
 gpu: lines give prose{N}_acc (solid) and tokens{N}_acc (dashed) per run; cpu: a training
-run's held-out evaluations (history.json: eval/one_pass_acc against step x global batch).
+run's held-out evaluations (history.json: eval/one_pass_acc against step x global batch);
+steps: the longest run of a scaling-steps.jsonl (heldout_by_step against step x batch).
 """
 from __future__ import annotations
 
@@ -46,6 +48,13 @@ def cpu_curve(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"] * batch, r["eval/one_pass_acc"]) for r in hist["eval"]]
 
 
+def steps_curve(spec: str) -> list[tuple[int, float]]:
+    path, batch = spec.rsplit("@", 1)
+    rows = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    best = max(rows, key=lambda r: r["step"])
+    return [(int(k) * int(batch), v) for k, v in best["heldout_by_step"].items()]
+
+
 def main(argv) -> int:
     out, specs = Path(argv[0]), argv[1:]
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -59,7 +68,7 @@ def main(argv) -> int:
                         alpha=0.6)
         else:
             label, d = rest.split("=", 1) if "=" in rest else (Path(rest).name, rest)
-            pts = cpu_curve(Path(d))
+            pts = cpu_curve(Path(d)) if kind == "cpu" else steps_curve(d)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{label} (CPU)")
     ax.set_xscale("log")
     ax.set_xlabel("training texts seen")

@@ -8,7 +8,8 @@
 #   curve     accuracy / exact after K = 0..20 refinement steps, from the encoder's e (Adam at
 #             each lr of LRS) and from e0, on 64 held-out prose windows per length
 # Logs and tables to docs/research/positional-encoder/eval-NAME-*.txt. EXTRA adds arguments
-# to every call (e.g. EXTRA=dtype=fp32 for the H200's bf16 checkpoints).
+# to every call (e.g. EXTRA=dtype=fp32 for the H200's bf16 checkpoints); CURVES_ONLY=1 runs
+# only the curves.
 #   bash docs/research/positional-encoder/evaluate.sh CHECKPOINT NAME [LRS] [LIMIT]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -24,12 +25,14 @@ ev() {  # tag, args...
   tail -n 1 $here/eval-$NAME-$tag.txt | $py scripts/tag_json.py encoder=$NAME set=$tag \
     >> $here/evaluations.jsonl
 }
+if [ -z "${CURVES_ONLY:-}" ]; then
 ev heldout --corpus outputs/corpus/encoder
 ev stream texts=stream "stream_kinds=[prose,tokens,words]" limit=$LIMIT
 if $py -c "import sys; from encoder import checkpoint as c; \
 m = c.read('$CK')['config']['model']; \
 sys.exit(0 if m.get('pooling') != 'positional' or m.get('positions', 0) >= 20 else 1)" 2>/dev/null; then
   ev sentences texts=file --texts-file configs/eval/sentences.txt
+fi
 fi
 for lr in $LRS; do
   ev curve-lr$lr texts=stream "stream_kinds=[prose]" limit=64 curve=true curve_texts=64 \
