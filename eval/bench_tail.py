@@ -116,10 +116,12 @@ def bench(cfg: TailConfig, log=E.stderr_log) -> dict:
     if cfg.init_from:
         e, m, _ = encoded_starts(cfg.init_from, lm, texts)
         starts = (e, m)
+    lo, hi = min(map(len, texts)), max(map(len, texts))
+    size = f"{lo}-{hi}" if lo != hi else str(lo)   # a texts_file's lines keep their lengths
     arms = []
     for tail, after in [(0, 0.0)] + [(cfg.tail_restarts, a) for a in cfg.tail_after]:
         log(f"arm tail_restarts={tail}, tail_after={after:g}: {len(rows)} texts of "
-            f"{cfg.n_tokens} tokens, batch {cfg.batch_size}, cap {cfg.cap} ...")
+            f"{size} tokens, batch {cfg.batch_size}, cap {cfg.cap} ...")
         arms.append(arm(cfg, lm, rows, tail, after, starts, log))
         a = arms[-1]
         log(f"  {a['solved']}/{a['texts']} solved in {a['seconds']:.0f} s "
@@ -128,7 +130,7 @@ def bench(cfg: TailConfig, log=E.stderr_log) -> dict:
     for a in arms[1:]:
         a["speedup_texts_per_hour"] = a["texts_per_hour"] / base if base else float("inf")
     return {"model": lm.identity, "device": str(lm.device), "texts": len(rows),
-            "n_tokens": cfg.n_tokens, "arms": arms,
+            "n_tokens": cfg.n_tokens, "tokens": size, "arms": arms,
             "speedup_texts_per_hour": max(a["speedup_texts_per_hour"] for a in arms[1:]),
             "config": C.to_dict(cfg)}
 
@@ -147,7 +149,7 @@ def plot(rep: dict):
     a1.legend(fontsize=8)
     a2.set_xlabel("seconds")
     a2.set_ylabel("rows in the batch")
-    fig.suptitle(f"{rep['texts']} texts of {rep['n_tokens']} tokens, {rep['model']['name']}: "
+    fig.suptitle(f"{rep['texts']} texts of {rep.get('tokens', rep['n_tokens'])} tokens, {rep['model']['name']}: "
                  f"up to x{rep['speedup_texts_per_hour']:.2f} texts/h with tail restarts",
                  fontsize=10)
     fig.tight_layout()
