@@ -4,7 +4,7 @@ Saved as a PNG and logged to MLflow (experiment `encoder`, run `encoder-comparis
 
   python scripts/encoder_compare_plot.py --out docs/encoder-compare.png \
       --acc lora-default-sentences pos20grow-sentences pos20grow-heldout posN8-heldout gpuN8-heldout \
-      --curves posN8-curve-lr0.2 gpuN8-curve-lr0.1 pos20grow-curve-lr0.05   # docs/encoder-compare.png
+      --curves posN8-curve-lr0.3 gpuN8-curve-lr0.3 pos20grow-curve-lr0.05   # docs/encoder-compare.png
 
 Run names are those `docs/research/positional-encoder/evaluate.sh` gives (NAME-SET); the
 newest finished run of each name is used. A name with no run ends with one `error:` line.
