@@ -35,7 +35,7 @@ from proto.tracking import run as mlflow_run
 from . import checkpoint as ckpt
 from .core import EncoderError
 from .models import encode_tokens
-from .refine import curve, refine_recipe
+from .refine import REFINE_LR, curve, refine_recipe
 
 
 @dataclasses.dataclass
@@ -47,9 +47,7 @@ class EncodeConfig:
     device: str = ""
     dtype: str = ""                  # '' = the precision the encoder was trained in
     refine_steps: int = 0            # decode-loss steps from the encoder's e (0 = none)
-    # constant Adam lr: 0.3 > 0.2 > 0.1 > 0.05 after every K on held-out prose (positional
-    # encoders, docs/research/positional-encoder); the default's sentences, 10 steps: 0.38 vs 0.28
-    refine_lr: float = 0.3
+    refine_lr: float = REFINE_LR
     batch_size: int = 64
     mlflow: bool = True
 
@@ -88,14 +86,10 @@ def load_inputs(cfg: EncodeConfig):
     enc, decoder, m, blob = ckpt.load(cfg.checkpoint, device=cfg.device, dtype=cfg.dtype)
     for t in texts:
         n = len(decoder.lm.tokenize(t))
-        if not n:
-            raise ValueError(f"text {t!r} has no tokens")
         if enc.max_tokens and n > enc.max_tokens:
             raise ValueError(f"text {t[:40]!r}... has {n} tokens, more than the encoder's "
                              f"maximum of {enc.max_tokens}")
-        if decoder.arr.input_length(n) > decoder.lm.max_positions:
-            raise ValueError(f"text {t[:40]!r}... has {n} tokens, more than the decoder's "
-                             f"context of {decoder.lm.max_positions} takes")
+        decoder.check_length(n, f"text {t[:40]!r}")
     return texts, enc, decoder, m, blob
 
 

@@ -65,6 +65,15 @@ class OnePass:
             self.prefix_emb = (lm.embed(torch.tensor(arr.prefix, dtype=torch.long)).float()
                                if arr.prefix else None)
 
+    def check_length(self, n: int, what: str = "text") -> None:
+        """ValueError unless an n-token text fits the decoder's context in this arrangement."""
+        if n < 1:
+            raise ValueError(f"{what} has no tokens")
+        L = self.arr.input_length(n)
+        if L > self.lm.max_positions:
+            raise ValueError(f"{what} of {n} tokens needs {L} positions, more than the "
+                             f"decoder's context of {self.lm.max_positions}")
+
     def inputs(self, e: torch.Tensor, m: torch.Tensor | None, n: int,
                targets: torch.Tensor | None = None) -> torch.Tensor:
         """Input embeddings [B, L, d] for rows of e ([B, d] or [d]) and m ([B, d], [d] or

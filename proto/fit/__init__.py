@@ -350,12 +350,7 @@ class Fitter:
         self.onepass = OnePass(lm, self.arr)
 
     def check_length(self, n: int):
-        if n < 1:
-            raise ValueError("empty text: it has no tokens to fit")
-        L = self.arr.input_length(n)
-        if L > self.lm.max_positions:
-            raise ValueError(f"text of {n} tokens needs {L} positions, more than the model's "
-                             f"context of {self.lm.max_positions}")
+        self.onepass.check_length(n)
 
     def fit(self, rows: list[FitRow], *, e_mode: ShareMode = "row", m_mode: ShareMode = "row",
             group_size: int = 1, m: torch.Tensor | None = None, e: torch.Tensor | None = None,
