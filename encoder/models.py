@@ -291,18 +291,22 @@ class Encoder(nn.Module):
         """What a checkpoint must hold: the trained weights and the offset/m buffers. LoRA
         adapters are stored the way peft stores them (get_peft_model_state_dict), under
         `body.peft.`; everything else under its state-dict key."""
+        return {k: v.detach().cpu().clone() for k, v in self._trainable_tensors().items()}
+
+    def trainable_keys(self) -> set[str]:
+        return set(self._trainable_tensors())
+
+    def _trainable_tensors(self) -> dict[str, torch.Tensor]:
+        """trainable_state() without the copies."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
         lora = isinstance(self.body, LoraBody)
-        out = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()
+        out = {k: v for k, v in self.state_dict().items()
                if (k in names or k in ("offset", "m")) and not (lora and k.startswith(PEFT))}
         if lora:
             from peft import get_peft_model_state_dict  # lazy: peft is needed only by LoRA
-            out.update({PEFT + k: v.detach().cpu().clone()
+            out.update({PEFT + k: v
                         for k, v in get_peft_model_state_dict(self.body.peft).items()})
         return out
-
-    def trainable_keys(self) -> set[str]:
-        return set(self.trainable_state())
 
     def load_trainable(self, state: dict[str, torch.Tensor]) -> list[str]:
         """Load a trainable_state(); returns the keys this encoder does not have."""
