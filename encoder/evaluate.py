@@ -59,7 +59,7 @@ from .config import EncoderConfig
 from .core import EncoderError, check_corpus, prepare, read_corpus
 from .data import Example, as_example, eval_order, make_stream
 from .models import encode_tokens
-from .refine import compare, curves
+from .refine import REFINE_LR, compare, curves
 
 METHODS = ("encoder", "optimised", "knn", "mean", "start", "random")
 
@@ -207,9 +207,7 @@ class EvalConfig:
     curve: bool = False
     curve_texts: int = 64
     curve_steps: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2, 5, 10, 20])
-    # constant Adam lr: 0.3 > 0.2 > 0.1 > 0.05 after every K on held-out prose (positional
-    # encoders, docs/research/positional-encoder); the default's sentences, 10 steps: 0.38 vs 0.28
-    refine_lr: float = 0.3
+    refine_lr: float = REFINE_LR
     dtype: str = ""                  # '' = the precision the encoder was trained in
     device: str = ""
     out: str = "outputs/encoder/evaluate"   # config.yaml, results.json, positions.png
