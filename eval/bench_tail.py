@@ -19,8 +19,8 @@ of its rows to solve being its result. Rows are independent, so every text's own
 the same path in every arm: a tail arm can only solve a text sooner in steps, and pays for it
 in the cost of fuller batches. `texts_file` takes the first n_texts lines of a file (each at
 its own length) instead of n_tokens-token windows of `source`. Reported per arm: texts
-solved, wall seconds, texts solved per hour, median steps (a text won by a tail row counts that row's steps), row-steps run; the
-ratio tail / no tail of texts per hour for each tail arm. `init_from` (an encoder checkpoint or
+solved, wall seconds, texts solved per hour, median steps (a text won by a tail row counts
+that row's steps), row-steps run; the ratio tail / no tail of texts per hour for each tail arm. `init_from` (an encoder checkpoint or
 'default') starts every row at the encoder's e plus refinement noise, with m frozen at the
 encoder's m, as `proto.fit --init-from` does. Writes
 out/{config.yaml,results.json,table.md,bench_tail.png}; logs to MLflow (experiment `eval`);
@@ -81,7 +81,7 @@ def _fitter(cfg, lm, tail: int, after: float, starts):
     return f
 
 
-def arm(cfg, lm, rows, tail: int, after: float, starts, log) -> dict:
+def arm(cfg, lm, rows, tail: int, after: float, starts) -> dict:
     """One fit of all rows; its results and a (seconds, solved, active) trace."""
     name = f"tail_restarts={tail}" + (f", tail_after={after:g}" if tail else "")
     trace, say = [], FitProgress(desc=name, every=cfg.progress_seconds)
@@ -122,7 +122,7 @@ def bench(cfg: TailConfig, log=E.stderr_log) -> dict:
     for tail, after in [(0, 0.0)] + [(cfg.tail_restarts, a) for a in cfg.tail_after]:
         log(f"arm tail_restarts={tail}, tail_after={after:g}: {len(rows)} texts of "
             f"{size} tokens, batch {cfg.batch_size}, cap {cfg.cap} ...")
-        arms.append(arm(cfg, lm, rows, tail, after, starts, log))
+        arms.append(arm(cfg, lm, rows, tail, after, starts))
         a = arms[-1]
         log(f"  {a['solved']}/{a['texts']} solved in {a['seconds']:.0f} s "
             f"({a['texts_per_hour']:.0f} texts/h), median {a['steps_median']:g} steps")
@@ -149,7 +149,7 @@ def plot(rep: dict):
     a1.legend(fontsize=8)
     a2.set_xlabel("seconds")
     a2.set_ylabel("rows in the batch")
-    fig.suptitle(f"{rep['texts']} texts of {rep.get('tokens', rep['n_tokens'])} tokens, {rep['model']['name']}: "
+    fig.suptitle(f"{rep['texts']} texts of {rep['tokens']} tokens, {rep['model']['name']}: "
                  f"up to x{rep['speedup_texts_per_hour']:.2f} texts/h with tail restarts",
                  fontsize=10)
     fig.tight_layout()
