@@ -68,7 +68,7 @@ class OnePass:
     def check_length(self, n: int, what: str = "text") -> None:
         """ValueError unless an n-token text fits the decoder's context in this arrangement."""
         if n < 1:
-            raise ValueError(f"{what} has no tokens")
+            raise ValueError(f"empty {what}: it has no tokens")
         L = self.arr.input_length(n)
         if L > self.lm.max_positions:
             raise ValueError(f"{what} of {n} tokens needs {L} positions, more than the "
