@@ -157,3 +157,49 @@ def test_init_from_a_shorter_positional_encoder_grows_its_positions(train_tiny, 
     with pytest.raises(Exception, match="another model config"):
         train_tiny(*pos, "model.positions=6", f"init_from={tmp_path / 'long'}",
                    out=tmp_path / "shrink")
+
+
+def _positional(lm, positions, pos_map, residual, init_from=""):
+    from data_gen.stream import StreamConfig
+    from encoder.config import DataConfig, EncoderConfig, ModelConfig
+    from encoder.models import Encoder
+    model = ModelConfig(kind="positional", positions=positions, pos_map=pos_map, pos_rank=8,
+                        residual_layers=residual, scratch_dim=32, scratch_heads=4, whiten=True)
+    cfg = EncoderConfig(out="unused", llm="tiny-random", m="learned", init_from=init_from,
+                        model=model, data=DataConfig(stream=StreamConfig(tokens=1.0)),
+                        mlflow=False)
+    return cfg, Encoder(model, lm, torch.zeros(lm.d_model), torch.zeros(lm.d_model),
+                        train_m=True)
+
+
+@pytest.mark.parametrize("residual", [0, 1])
+@pytest.mark.parametrize("pos_map", ["full", "lowrank", "basis"])
+def test_growing_keeps_a_short_texts_e(tiny, tmp_path, pos_map, residual):
+    """init_from a 6-position encoder into a 9-position run: texts of up to 6 tokens get the
+    e they had, bit for bit, whatever the map's form and with the contextual residual (whose
+    transformer reads position embeddings 0..L-1 only, so the rows added for 7..9 never reach
+    a shorter text)."""
+    from encoder import checkpoint as ckpt
+    from encoder.losses import Decoder
+    from encoder.models import encode_tokens
+    from encoder.train import start_from
+    from proto.arrangement import Arrangement, prefix_ids
+    torch.manual_seed(0)
+    cfg, short = _positional(tiny, 6, pos_map, residual)
+    with torch.no_grad():  # every weight nonzero, the residual's zero-init output included
+        for p in short.parameters():
+            p.normal_(0.0, 0.3)
+    dec = Decoder.of(tiny, Arrangement("e_m", prefix_ids(tiny.tokenizer, "sink")))
+    ckpt.save(tmp_path / "short.pt", short, cfg, tiny, dec, [6], None, 1)
+    cfg9, grown = _positional(tiny, 9, pos_map, residual, init_from=str(tmp_path / "short.pt"))
+    start_from(grown, cfg9, tiny)
+    toks = [tiny.tokenize(t) for t in ("a cat", "hello!", "ok")]
+    assert [len(t) for t in toks] == [5, 6, 2]
+    e_short, e_grown = encode_tokens(short, toks), encode_tokens(grown, toks)
+    assert e_short.abs().max() > 0 and not torch.equal(e_short[0], short.offset)
+    assert torch.equal(e_grown, e_short)
+    # one at a time as well (e moves in the last bits with the batch's padded length, so
+    # each is compared with the short encoder's e of the same batch)
+    for t in toks:
+        assert torch.equal(encode_tokens(grown, [t]), encode_tokens(short, [t]))
+    assert encode_tokens(grown, [tiny.tokenize("nine toks")]).shape == (1, tiny.d_model)
