@@ -2,10 +2,10 @@
 optionally K refinement steps per text (the fitter, batched). `python -m proto.decode` reads
 the file like a fitted one.
 
-  python -m encoder.encode --checkpoint default --texts-file configs/demo_texts.txt \
+  python -m encoder.encode --checkpoint default --texts-file configs/demo_texts.txt \\
       --out outputs/encoded.safetensors
   python -m encoder.encode --checkpoint default --texts-file F --out X refine_steps=10
-  python -m encoder.encode --checkpoint outputs/encoder/tiny --text "hello there" \
+  python -m encoder.encode --checkpoint outputs/encoder/tiny --text "hello there" \\
       --out /tmp/enc.safetensors mlflow=false                   # tiny CPU run (seconds)
   python -m proto.decode outputs/encoded.safetensors
 

@@ -3,13 +3,13 @@
   python -m encoder.evaluate --checkpoint outputs/encoder/default --corpus outputs/corpus/encoder
   python -m encoder.evaluate --checkpoint default --corpus outputs/corpus/encoder knn=minilm
   python -m encoder.evaluate --checkpoint outputs/encoder/variants/minilm-decode "lengths=[8,16]"
-  python -m encoder.evaluate --checkpoint outputs/encoder/tiny --corpus outputs/corpus/tiny-enc \
+  python -m encoder.evaluate --checkpoint outputs/encoder/tiny --corpus outputs/corpus/tiny-enc \\
       mlflow=false                                           # tiny CPU run (seconds)
   python -m encoder.evaluate --checkpoint default --corpus outputs/corpus/speedup texts=all
       # every text of a corpus the encoder never trained on, baselines from its own corpus
-  python -m encoder.evaluate --checkpoint outputs/encoder/positional texts=stream \
+  python -m encoder.evaluate --checkpoint outputs/encoder/positional texts=stream \\
       "lengths=[8,16,32,64]" limit=128     # held-out stream texts: prose windows, random tokens
-  python -m encoder.evaluate --checkpoint default texts=file \
+  python -m encoder.evaluate --checkpoint default texts=file \\
       --texts_file configs/eval/sentences.txt   # one text per line, at its own length
   python -m encoder.evaluate --checkpoint outputs/encoder/positional curve=true refine_lr=0.3
       # accuracy and exact match after K = 0, 1, 2, 5, 10, 20 refinement steps, from the

@@ -2,10 +2,10 @@
 
   python -m eval.arrangements --config configs/eval/arrangements.yaml     # SmolLM2, CPU default
   python -m eval.arrangements --config configs/eval/arrangements.yaml recipe=paper max_steps=0
-  python -m eval.arrangements model=tiny-random "lengths=[1,2,4,8]" n_texts=2 max_steps=100 \
+  python -m eval.arrangements model=tiny-random "lengths=[1,2,4,8]" n_texts=2 max_steps=100 \\
       recipe_overrides.lr=0.05 threads=1 out=outputs/eval/arrangements-tiny   # tiny run, ~25 s
   # paper scale (50 PG-19-like texts, N up to 1024, the paper's optimiser; GPU):
-  python -m eval.arrangements --config configs/eval/arrangements.yaml recipe=paper max_steps=0 \
+  python -m eval.arrangements --config configs/eval/arrangements.yaml recipe=paper max_steps=0 \\
       n_texts=50 "lengths=[1,2,4,8,16,32,64,128,256,512,1024]" batch_size=64
 
 The same `n_texts` texts (prefixes of `max(lengths)`-token windows of `source`) are fitted in

@@ -4,7 +4,7 @@
   python -m eval.bench_corpus "build.sources=[{name: britannica, count: 256, lengths: [8]}]"
   python -m eval.bench_corpus build_config=configs/data_gen/encoder.yaml   # the whole corpus
   python -m eval.bench_corpus "arms=[{name: start}, {name: encoder, init_from: outputs/encoder/default}]"
-  python -m eval.bench_corpus build_config=configs/data_gen/tiny.yaml \
+  python -m eval.bench_corpus build_config=configs/data_gen/tiny.yaml \\
       "arms=[{name: a}, {name: b, tail_restarts: 2}]" out=outputs/eval/bench_corpus-tiny
       # tiny CPU run, seconds
 

@@ -2,7 +2,7 @@
 
   python -m eval.bench_encoder                                   # default encoder config, ~2 min
   python -m eval.bench_encoder micro_batch=32 n_tokens=16
-  python -m eval.bench_encoder encoder_config=configs/encoder/tiny.yaml n_tokens=6 \
+  python -m eval.bench_encoder encoder_config=configs/encoder/tiny.yaml n_tokens=6 \\
       micro_batch=4 reps=2                                       # tiny CPU run (seconds)
 
 A step is what training does per micro-batch: the encoder's forward and backward, the frozen

@@ -7,7 +7,7 @@ by side.
   python -m eval.bench_tail "tail_after=[0,1.5]"                 # back up at once vs stragglers
   python -m eval.bench_tail n_texts=128 batch_size=32            # a longer stream
   python -m eval.bench_tail init_from=default                    # start at the encoder's e
-  python -m eval.bench_tail model=tiny-random n_texts=6 batch_size=4 n_tokens=6 cap=60 \
+  python -m eval.bench_tail model=tiny-random n_texts=6 batch_size=4 n_tokens=6 cap=60 \\
       recipe_overrides.lr=0.05 out=outputs/eval/bench_tail-tiny   # tiny CPU run, seconds
 
 A small fitting job is decided by its slowest texts: once no row waits, the batch shrinks to a

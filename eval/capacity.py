@@ -2,11 +2,11 @@
 
   python -m eval.capacity --config configs/eval/capacity.yaml              # SmolLM2, CPU default
   python -m eval.capacity --config configs/eval/capacity.yaml shared_m=warm max_length=45
-  python -m eval.capacity model=tiny-random min_length=4 max_length=16 n_texts=2 max_steps=150 \
+  python -m eval.capacity model=tiny-random min_length=4 max_length=16 n_texts=2 max_steps=150 \\
       recipe_overrides.lr=0.05 threads=1 out=outputs/eval/capacity-tiny   # tiny run, ~25 s
   # paper scale (the paper's grid 4 .. 1448, every length fitted, its optimiser; GPU; the paper
   # does not give its text count, 50 is Table 1's):
-  python -m eval.capacity --config configs/eval/capacity.yaml recipe=paper max_steps=0 \
+  python -m eval.capacity --config configs/eval/capacity.yaml recipe=paper max_steps=0 \\
       min_length=4 max_length=1448 n_texts=50 patience=0 batch_size=64
   # (a unit-shared m needs its whole group in one batch, as proto.fit has no gradient
   # accumulation: 100 rows of 1448 tokens will not fit one GPU; use shared_m=warm there or

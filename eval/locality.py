@@ -4,7 +4,7 @@
   python -m eval.locality --corpus C --config configs/eval/locality.yaml semantic=false
   python -m eval.locality --corpus C allow_partial=true exact_max=0   # unfinished build, HNSW
   # tiny CPU run (~25 s): a corpus with same-context texts on the in-process test model
-  python -m data_gen.build --config configs/data_gen/tiny.yaml out=outputs/corpus/tiny-gen \
+  python -m data_gen.build --config configs/data_gen/tiny.yaml out=outputs/corpus/tiny-gen \\
       threads=1 restart_fraction=0.5 "sources=[{name: generated, context_source: britannica,
       count: 3, lengths: [6], continuations: 3}, {name: random-words, count: 3, lengths: [6]}]"
   python -m eval.locality --corpus outputs/corpus/tiny-gen threads=1

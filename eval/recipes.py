@@ -2,7 +2,7 @@
 
   python -m eval.recipes                                    # configs/eval/recipes.yaml defaults
   python -m eval.recipes --config configs/eval/recipes.yaml candidates=[sink,default] lengths=[32]
-  python -m eval.recipes model=tiny-random lengths=[8] n_texts=4 candidates=[paper,default] \
+  python -m eval.recipes model=tiny-random lengths=[8] n_texts=4 candidates=[paper,default] \\
       max_steps=200                                         # tiny CPU run, seconds
 
 For every candidate and length N, `n_texts` natural texts (Gutenberg prose) and `n_texts`

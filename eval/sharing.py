@@ -2,11 +2,11 @@
 
   python -m eval.sharing --config configs/eval/sharing.yaml                # SmolLM2, CPU default
   python -m eval.sharing --config configs/eval/sharing.yaml "group_sizes=[1,2,4]" seeds=5
-  python -m eval.sharing model=tiny-random n_tokens=6 n_texts=4 "group_sizes=[1,2,4]" seeds=2 \
+  python -m eval.sharing model=tiny-random n_tokens=6 n_texts=4 "group_sizes=[1,2,4]" seeds=2 \\
       max_steps=150 recipe_overrides.lr=0.05 threads=1 out=outputs/eval/sharing-tiny  # ~20 s
   # paper scale (256 texts of the longest length solved without sharing, 10 seeds, the paper's
   # optimiser; GPU; n_tokens=256 is the paper's choice for its model, pick your model's):
-  python -m eval.sharing --config configs/eval/sharing.yaml recipe=paper max_steps=0 \
+  python -m eval.sharing --config configs/eval/sharing.yaml recipe=paper max_steps=0 \\
       n_texts=256 n_tokens=256 seeds=10 "group_sizes=[1,4,16,64,256]" batch_size=256
   # (a group must sit in one batch, as proto.fit has no gradient accumulation: S_g = 256 rows
   # of 256 tokens is ~66k positions per step, more than one 80 GB GPU holds for SmolLM2 in

@@ -2,11 +2,11 @@
 
   python -m proto.meta --config configs/proto/meta.yaml out=outputs/meta/s1.pt   # stage 1, ~25 min here
   # stages 2-4 (K=50 steps, 32 texts an iteration): ~8 min on an H100 in all, ~10 h on a 2-core CPU
-  python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s1.pt iters=30 \
+  python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s1.pt iters=30 \\
       text_seed=2000 out=outputs/meta/s2.pt
-  python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s2.pt iters=20 \
+  python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s2.pt iters=20 \\
       text_seed=3000 out=outputs/meta/s3.pt
-  python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s3.pt iters=25 \
+  python -m proto.meta --config configs/proto/meta-k50.yaml init=outputs/meta/s3.pt iters=25 \\
       text_seed=4000 out=outputs/meta/s4.pt
   python -m proto.meta model=tiny-random n_tokens=8 iters=2 inner_steps=3 out=/tmp/start.pt mlflow=false  # tiny CPU run
 

@@ -2,8 +2,8 @@
 accuracy per run, and accuracy after K refinement steps from each encoder's e and from e0.
 Saved as a PNG and logged to MLflow (experiment `encoder`, run `encoder-comparison`).
 
-  python scripts/encoder_compare_plot.py --out docs/encoder-compare.png \
-      --acc lora-default-sentences pos20grow-sentences pos20grow-heldout posN8-heldout gpuN8-heldout \
+  python scripts/encoder_compare_plot.py --out docs/encoder-compare.png \\
+      --acc lora-default-sentences pos20grow-sentences pos20grow-heldout posN8-heldout gpuN8-heldout \\
       --curves posN8-curve-lr0.3 gpuN8-curve-lr0.3 pos20grow-curve-lr0.05   # docs/encoder-compare.png
 
 Run names are those `docs/research/positional-encoder/evaluate.sh` gives (NAME-SET); the

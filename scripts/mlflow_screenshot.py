@@ -1,7 +1,7 @@
 """A screenshot of the MLflow UI's compare view over encoder runs (docs/mlflow-compare.png).
 
   python scripts/mlflow_screenshot.py      # every finished encoder run with eval/one_pass_acc
-  python scripts/mlflow_screenshot.py --runs enc-decode enc-regress default lora-mean-mix \
+  python scripts/mlflow_screenshot.py --runs enc-decode enc-regress default lora-mean-mix \\
       minilm-decode lora-mean-regress --size 2400,2050     # docs/mlflow-compare.png
   python scripts/mlflow_screenshot.py --runs default enc-decode enc-regress --out /tmp/x.png
 

@@ -2,7 +2,7 @@
 
   python -m proto.decode sols.safetensors                  # prints each text, then JSON
   python -m proto.decode sols.safetensors model=tiny-random mlflow=false
-  python -m proto.fit --model tiny-random --text "hello" max_steps=300 --out /tmp/s.safetensors \
+  python -m proto.fit --model tiny-random --text "hello" max_steps=300 --out /tmp/s.safetensors \\
       && python -m proto.decode /tmp/s.safetensors          # tiny CPU run
 
 The decoder runs in the precision the solution was made in unless dtype= says otherwise.

@@ -3,9 +3,9 @@ on: held-out accuracy against texts seen for the linear code at N = 8, 16, 32, 6
 contextual residual, each run time-boxed, on one accelerator.
 
   python docs/research/encoder/gpu_positional.py MODEL OUTDIR [key=value ...]
-  .venv/bin/python docs/research/encoder/gpu_positional.py tiny-random /tmp/gpupos \
+  .venv/bin/python docs/research/encoder/gpu_positional.py tiny-random /tmp/gpupos \\
       plan=tiny budget=60                    # tiny CPU run (the in-process test model), ~1 min
-  .venv/bin/python docs/research/encoder/gpu_positional.py smollm2-135m /tmp/gpupos \
+  .venv/bin/python docs/research/encoder/gpu_positional.py smollm2-135m /tmp/gpupos \\
       plan=cpu budget=300                    # the real model on a CPU, a few steps per run
 
 MODEL is an alias, a model dir or a .gguf file. For a .gguf copy of the default model's GGUF,

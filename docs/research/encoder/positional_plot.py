@@ -2,9 +2,9 @@
 run, from gpu_positional.py's results.jsonl files and encoder.train histories; saved as a PNG
 and logged to MLflow (experiment `encoder`, run `positional-curves`).
 
-  python docs/research/encoder/positional_plot.py OUT.png \
-      gpu:docs/research/encoder/gpu-positional/2026-12-04-run1.jsonl \
-      gpu:docs/research/encoder/gpu-positional/2026-12-04-run2-long.jsonl \
+  python docs/research/encoder/positional_plot.py OUT.png \\
+      gpu:docs/research/encoder/gpu-positional/2026-12-04-run1.jsonl \\
+      gpu:docs/research/encoder/gpu-positional/2026-12-04-run2-long.jsonl \\
       cpu:LABEL=outputs/encoder/positional-n8 \       # an encoder.train output dir
       steps:LABEL=docs/research/encoder/scaling-steps.jsonl@16   # a scaling run, 16 texts/step
 

@@ -1,7 +1,7 @@
 """Scaling curves of encoder runs: held-out and training one-pass accuracy against steps.
 
-  python docs/research/encoder/scaling_plot.py 32=outputs/encoder/scaling/minilm-pool32 \
-      2048=outputs/encoder/scaling/minilm-pool2048 --name scaling-data \
+  python docs/research/encoder/scaling_plot.py 32=outputs/encoder/scaling/minilm-pool32 \\
+      2048=outputs/encoder/scaling/minilm-pool2048 --name scaling-data \\
       --out docs/research/encoder/scaling-data.png --title "MiniLM, windows per source"
 
 Each run directory holds the trainer's history.json; LABEL=DIR names it in the legend. Held-out

@@ -1,7 +1,7 @@
 """Probe (2026-11-22): seconds per fit step (median of steps 2..K) for B rows of N tokens, default recipe.
 
   .venv/bin/python docs/research/fitting-benchmark/step_time.py B N K
-  GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296 \
+  GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296 \\
       .venv/bin/python docs/research/fitting-benchmark/step_time.py B N K     # big blocks kept in the heap
 """
 import resource, statistics, sys, time

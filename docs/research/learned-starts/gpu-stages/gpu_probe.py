@@ -1,7 +1,7 @@
 """Probe (2026-11-23): learned starts and recipes at N=32, run where a GPU is lent (or here, slowly).
 
   python docs/research/learned-starts/gpu-stages/gpu_probe.py MODEL.gguf TEXTS.json JOBS.json OUTDIR
-  .venv/bin/python docs/research/learned-starts/gpu-stages/gpu_probe.py tiny-random .carry/texts.json \
+  .venv/bin/python docs/research/learned-starts/gpu-stages/gpu_probe.py tiny-random .carry/texts.json \\
       docs/research/learned-starts/gpu-stages/jobs-tiny.json /tmp/gpu-stages      # tiny CPU run, seconds
 
 Everything goes through the library (proto.fit.Fitter, proto.meta.learn_start) on the model in

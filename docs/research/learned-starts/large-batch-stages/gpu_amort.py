@@ -2,7 +2,7 @@
 their solutions on features of the text, and start each evaluation text at e0 + W phi(text).
 
   python docs/research/learned-starts/large-batch-stages/gpu_amort.py MODEL.gguf TEXTS.json OUTDIR [key=value ...]
-  .venv/bin/python docs/research/learned-starts/large-batch-stages/gpu_amort.py tiny-random .carry/texts-big.json /tmp/amort \
+  .venv/bin/python docs/research/learned-starts/large-batch-stages/gpu_amort.py tiny-random .carry/texts-big.json /tmp/amort \\
       n_train=64 gen_cap=20 eval_cap=20 n_eval=4 batch=32 use_unsolved=1 loop=2  # tiny, 30 s
 
 Stages (each result line also goes to OUTDIR/results.jsonl):
