@@ -5,14 +5,19 @@
   python -m proto.fit --texts-file texts.txt tail_restarts=0   # no backups of slow texts
   python -m proto.fit --model tiny-random --text "hello" max_steps=300    # tiny CPU run
   python -m proto.fit --config configs/proto/fit.yaml recipe=paper lr=0.02
-  python -m proto.fit --texts-file texts.txt --init-from default   # refine the encoder's e
+  python -m proto.fit --texts-file texts.txt --init-from default   # start at the encoder's e
   python -m proto.decode sols.safetensors
 
 Any Recipe field may be given as key=value (`lr=0.02` means recipe_overrides.lr=0.02).
---init-from SPEC starts each text at the starts of the registered start provider (the
-encoder's e for an encoder checkpoint or 'default', proto.providers) with m frozen at its m.
-Prints a one-line JSON summary as the last stdout line and logs a run to MLflow (experiment
-`proto`). Errors are one line on stderr and exit code 2.
+Each text's e starts at the recipe's start (`default`: the learned start e0 shipped in
+proto/starts/, plus noise). --init-from SPEC starts it instead at an encoder's e for that text
+(a checkpoint, or 'default' for the shipped one; proto.providers) with m frozen at the
+encoder's m, then fits with the recipe (its lr and schedule, noise 0.01). That is not faster
+in general: the recipe's first large steps undo most of the head start, and from the N = 8
+positional encoder a corpus took more steps than from e0 (docs/results.md [P6]); for K plain
+refinement steps from an encoder's e use `encoder.encode refine_steps=K`.
+Prints a one-line JSON summary as the last stdout line (its `start` names where e started)
+and logs a run to MLflow (experiment `proto`). Errors are one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from proto.io import read_texts
 from proto.models import ModelFields, ModelLoadError, load_model
 from proto.progress import FitProgress
 from proto.providers import text_starts
+from proto.start import PACKAGED, packaged_start
 from proto.tracking import run as mlflow_run
 
 
@@ -74,8 +80,8 @@ def recipe_shorthand(argv: list[str]) -> list[str]:
     return out
 
 
-def init_from(spec: str, cfg: FitConfig, lm, fitter, toks) -> torch.Tensor:
-    """Refinement: rows start at the provider's e (plus small noise); returns the frozen m."""
+def init_from(spec: str, cfg: FitConfig, lm, fitter, toks) -> tuple[torch.Tensor, str]:
+    """Rows start at the provider's e (plus small noise): (the frozen m, the start's name)."""
     e, m, info = text_starts(spec, lm, toks)
     arr = info["arrangement"]
     if (arr["name"], tuple(arr["prefix"])) != (fitter.arr.name, tuple(fitter.arr.prefix)):
@@ -83,11 +89,25 @@ def init_from(spec: str, cfg: FitConfig, lm, fitter, toks) -> torch.Tensor:
                          f"{arr['prefix']}, the recipe with {fitter.arr.name} and "
                          f"{list(fitter.arr.prefix)}")
     start_rows_at(fitter, lambda row: e[int(row.key[4:])], cfg.recipe_overrides)
-    return m
+    return m, f"encoder {info['path']} step {info['step']} (its e per text, m frozen at its m)"
+
+
+def recipe_start(fitter) -> str:
+    """The name of where the recipe starts e, for the summary: a user wants to know whether
+    the learned start was found for this model."""
+    spec = fitter.recipe.start
+    if fitter.start is None:
+        why = "no learned start fits this model, " if spec == "learned" else ""
+        return f"origin ({why}the recipe's init noise alone)"
+    if spec == "learned":
+        path = packaged_start(fitter.lm)
+        return f"e0 (learned start, {path.relative_to(PACKAGED.parents[1])})"
+    return f"e0 (start file {spec})"
 
 
 def setup(cfg: FitConfig):
-    """(texts, token lists, fitter, frozen m or None, out path); ValueError with one line."""
+    """(texts, token lists, fitter, frozen m or None, start's name, out path); ValueError
+    with one line."""
     recipe = get_recipe(cfg.recipe, **cfg.recipe_overrides)
     if cfg.max_steps:
         recipe = dataclasses.replace(recipe, max_steps=cfg.max_steps)
@@ -104,8 +124,9 @@ def setup(cfg: FitConfig):
         if not ids:
             raise ValueError(f"text {t!r} has no tokens")
         fitter.check_length(len(ids))
-    frozen_m = init_from(cfg.init_from, cfg, lm, fitter, toks) if cfg.init_from else None
-    return texts, toks, fitter, frozen_m, out
+    frozen_m, start = (init_from(cfg.init_from, cfg, lm, fitter, toks) if cfg.init_from
+                       else (None, recipe_start(fitter)))
+    return texts, toks, fitter, frozen_m, start, out
 
 
 def write(cfg: FitConfig, fitter, texts, rows, res, out: Path) -> None:
@@ -129,8 +150,11 @@ def main(argv=None) -> int:
     cfg = C.parse_cli(FitConfig, __doc__, argv, prog="python -m proto.fit",
                       paths={"texts_file": "one text per line (UTF-8)",
                              "out": "solution file to write (.safetensors)",
-                             "init_from": "encoder checkpoint (or 'default'): start each text "
-                                          "at the encoder's e, m frozen at its m",
+                             "init_from": "encoder checkpoint (or 'default'): start each "
+                                          "text's e at the encoder's e instead of the "
+                                          "learned start, m frozen at the encoder's m, and "
+                                          "fit with the recipe (not faster in general: see "
+                                          "above)",
                              "model": "alias, hub id or local path (default smollm2-135m)",
                              "recipe": "default | default_v1 | sink | paper",
                              "restarts": "rows per text"},
@@ -138,7 +162,7 @@ def main(argv=None) -> int:
     if cfg is None:
         return 2
     try:
-        texts, toks, fitter, frozen_m, out = setup(cfg)
+        texts, toks, fitter, frozen_m, start, out = setup(cfg)
     except (ModelLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -160,7 +184,7 @@ def main(argv=None) -> int:
             "accuracy_mean": sum(b.accuracy for b in best) / len(best),
             "steps_median": statistics.median(r.steps for r in res),
             "seconds": round(secs, 2), "seconds_per_text": round(secs / len(texts), 2),
-            "model": fitter.lm.name, "recipe": recipe.name, "out": str(out),
+            "model": fitter.lm.name, "recipe": recipe.name, "start": start, "out": str(out),
         }
         mr.metrics({"fit/solved": summary["solved"], "fit/accuracy_mean":
                     summary["accuracy_mean"], "fit/steps_median": summary["steps_median"],

@@ -101,6 +101,8 @@ def test_refinement_starts_at_the_encoders_e(trained, tmp_path, capsys, enc_corp
                    str(trained), "--out", str(out), "max_steps=1", "mlflow=false",
                    "recipe_overrides.init_std=0.000001", "recipe_overrides.lr=0.000001"])
     assert rc == 0
+    start = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["start"]
+    assert start.startswith("encoder ") and str(trained) in start and " step " in start
     e, m, meta = solution.load(out)
     assert torch.allclose(m[0], m_enc)            # m frozen at the encoder's m
     assert torch.allclose(e[0], e_enc[0], atol=1e-3)  # one tiny step from the encoder's e

@@ -19,6 +19,7 @@ def test_fit_then_decode_prints_the_text_back(tmp_path, capsys):
     s = _last_json(out)
     assert {"texts", "solved", "accuracy_mean", "steps_median", "seconds", "model"} <= set(s)
     assert s["solved"] == 1 and s["model"] == "tiny-random"
+    assert s["start"].startswith("origin")   # no learned start is shipped for the tiny model
     assert decode_main([str(sol)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "hello world"

@@ -28,6 +28,13 @@ def test_identity_and_h_lm(smollm2):
     assert 0 < h_nat < h_rand  # natural word order is more predictable
 
 
+def test_fit_names_the_shipped_learned_start(smollm2):
+    from proto.fit.__main__ import recipe_start
+    assert recipe_start(Fitter(smollm2, get_recipe("default"))) == \
+        "e0 (learned start, proto/starts/smollm2-135m.pt)"
+    assert recipe_start(Fitter(smollm2, get_recipe("paper"))).startswith("origin")
+
+
 def test_shipped_learned_start_fits_sooner_than_the_origin(smollm2):
     """proto/starts/ holds a start learned on these weights; from it, 12 steps get further."""
     import dataclasses
