@@ -55,6 +55,19 @@ class Decoder(OnePass):
             out.append((hits.sum(1).float() / n).cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
+    @torch.no_grad()
+    def predictions(self, e: torch.Tensor, m: torch.Tensor | None, token_lists: list[list[int]],
+                    batch_size: int = 64) -> list[list[int]]:
+        """Per row, the one-pass argmax token at each of its scored positions (what e decodes
+        to; its hits over the text's tokens are `accuracy`)."""
+        out = []
+        for s in range(0, len(token_lists), batch_size):
+            part = token_lists[s: s + batch_size]
+            tgt, _ = self.targets(part)
+            ids = self.logits(e[s: s + batch_size], m, tgt.shape[1], tgt).argmax(-1).cpu()
+            out += [ids[i, :len(t)].tolist() for i, t in enumerate(part)]
+        return out
+
 
 def regress_loss(e: torch.Tensor, targets: list[torch.Tensor | None], metric: str
                  ) -> torch.Tensor | None:

@@ -1,5 +1,6 @@
 """encode -> proto.decode round trip, evaluate, refinement from the encoder, checkpoint checks."""
 import json
+import re
 
 import pytest
 import torch
@@ -22,6 +23,16 @@ def _last_json(capsys):
     return json.loads(cap.out.strip().splitlines()[-1]), cap.err
 
 
+def test_encode_marks_each_run_of_wrong_tokens():
+    from encoder.encode import marked
+
+    class Letters:
+        def detokenize(self, ids):
+            return "".join("abcdefghij"[i] for i in ids)
+    assert marked(Letters(), [1, 2, 9, 9, 5], [1, 2, 3, 4, 5]) == "bc[jj→de]f"
+    assert marked(Letters(), [0, 1], [0, 1]) == "ab"
+
+
 def test_encode_then_decode_round_trip(trained, tmp_path, capsys):
     from encoder.encode import main as encode
     from proto.decode.__main__ import main as decode_main
@@ -30,7 +41,12 @@ def test_encode_then_decode_round_trip(trained, tmp_path, capsys):
                  "--text", "a much longer text than any trained", "--out", str(sol),
                  "mlflow=false"])
     assert rc == 0
-    s, err = _last_json(capsys)
+    cap = capsys.readouterr()
+    s, err = json.loads(cap.out.strip().splitlines()[-1]), cap.err
+    lines = cap.out.strip().splitlines()[-3:-1]
+    # each text as it decodes; with the wrong runs read as the wanted tokens, the text itself
+    wanted = [re.sub(r"\[[^→\]]*→([^\]]*)\]", r"\1", ln.split("  ", 1)[1]) for ln in lines]
+    assert wanted == ["cat on a mat", "a much longer text than any trained"]
     assert s["texts"] == 2 and 0 <= s["accuracy_mean"] <= 1
     assert s["untrained_lengths"] and "not in the encoder's training lengths" in err
     assert decode_main([str(sol), "mlflow=false"]) == 0
