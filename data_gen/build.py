@@ -761,7 +761,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary.pop("_tables", None)
-    print(json.dumps(summary))
+    C.print_summary(summary)
     return 0
 
 

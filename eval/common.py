@@ -17,7 +17,6 @@ model cannot hold is the `error:` line.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import statistics
 import sys
@@ -143,7 +142,7 @@ def run_command(cls: type[T], doc: str, argv, name: str,
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(text)
-    print(json.dumps(summary))
+    C.print_summary(summary)
     return 0
 
 

@@ -246,7 +246,7 @@ def main(argv=None):
     with mlflow_run("eval", cfg, run_name="recipes", enabled=cfg.mlflow) as mr:
         rep = study(cfg)
         if cfg.dump_texts:
-            print(json.dumps({"texts_json": cfg.texts_json}))
+            C.print_summary({"texts_json": cfg.texts_json})
             return 0
         atomic_write_json(out / "results.json", rep)
         md = table(rep["results"])
@@ -262,7 +262,7 @@ def main(argv=None):
     summary = {"out": str(out), "rows": [{k: r[k] for k in ("candidate", "n", "source",
                                                           "solved_frac", "median_steps",
                                                           "p90_steps")} for r in rep["results"]]}
-    print(json.dumps(summary))
+    C.print_summary(summary)
     return 0
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
 import types
 import typing
@@ -17,7 +19,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .io import atomic_write_bytes
+
 T = TypeVar("T")
+
+# the --summary FILE of the command being run; parse_cli sets it, print_summary reads it
+_summary_file: Path | None = None
 
 
 class ConfigError(ValueError):
@@ -230,13 +237,15 @@ def dump_yaml(obj: Any) -> str:
 def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
               paths: dict[str, str] | None = None, lists: dict[str, str] | None = None,
               positional: dict[str, str] | None = None) -> T | None:
-    """The shared front of a command: `[--config FILE] [--FIELD PATH ...] [key=value ...]`.
+    """The shared front of a command:
+    `[--config FILE] [--summary FILE] [--FIELD PATH ...] [key=value ...]`.
 
     `paths` maps config fields to help texts for flags like `--corpus DIR`; their values are
     taken verbatim (a path is never YAML-parsed) and win over the file and the overrides.
     `lists` does the same for repeatable flags (`--text A --text B`) of list fields;
     `positional` names fields given as leading positional arguments (`proto.decode FILE`). A
     field's flag is spelled with dashes or underscores (`--texts-file`, `--texts_file`).
+    `--summary FILE` names a file for the summary that `print_summary` prints.
     Returns None after printing one `error:` line when the config is bad (callers exit 2).
     """
     p = argparse.ArgumentParser(prog=prog, description=doc,
@@ -248,13 +257,18 @@ def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
         p.add_argument(f"--{field.replace('_', '-')}", dest=field, action="append",
                        default=None, help=help_text)
     p.add_argument("--config", default=None, help=f"YAML file of {cls.__name__} fields")
+    p.add_argument("--summary", metavar="FILE", default=None,
+                   help="also write the one-line JSON summary to FILE")
     for field, help_text in (positional or {}).items():
         p.add_argument(field, help=help_text)
     p.add_argument("overrides", nargs="*", help="key=value (dotted keys for nested fields)")
     # intermixed: key=value overrides may come before and after the flags
     a = p.parse_intermixed_args(argv)
     hints = typing.get_type_hints(cls)
+    global _summary_file
+    _summary_file = None
     try:
+        summary_file = _summary_target(a.summary)
         given = {}
         for f in {**(paths or {}), **(lists or {}), **(positional or {})}:
             v = getattr(a, f)
@@ -262,7 +276,34 @@ def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
                 # a path is taken as given; a flag of a typed field (--restarts 2) as YAML
                 given[f] = v if hints.get(f) in (str, list[str]) else parse_overrides(
                     [f"{f}={v}"])[f]
-        return load(cls, a.config, a.overrides, given)
+        cfg = load(cls, a.config, a.overrides, given)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
+    _summary_file = summary_file
+    return cfg
+
+
+def _summary_target(path: str | None) -> Path | None:
+    """--summary FILE, refused before any work when it could never be written."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"--summary {path} is a directory: give a file name")
+    parent = target.parent
+    while not parent.exists():  # atomic_write_bytes creates the missing directories
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--summary {path} cannot be written ({parent} is not a writable "
+                          f"directory)")
+    return target
+
+
+def print_summary(summary: dict) -> None:
+    """A command's last stdout line, the one-line JSON summary; also written to --summary FILE
+    when given, since under a launcher the launcher's own log lines come after it."""
+    line = json.dumps(summary)
+    print(line, flush=True)
+    if _summary_file is not None:
+        atomic_write_bytes(_summary_file, (line + "\n").encode())

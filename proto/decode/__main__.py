@@ -13,7 +13,6 @@ stderr and exit code 2.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 
 import torch
@@ -92,7 +91,7 @@ def main(argv=None) -> int:
                    "model": lm.name, "results": rows, **({"warning": warn} if warn else {})}
         mr.metrics({"decode/accuracy_mean": summary["accuracy_mean"],
                     "decode/exact": summary["exact"]})
-    print(json.dumps(summary))
+    C.print_summary(summary)
     return 0
 
 

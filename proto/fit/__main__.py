@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     for i, b in enumerate(best):
         print(f"text {i}: accuracy {b.accuracy:.3f} ({b.c_tokens}/{b.n_tokens} tokens) in "
               f"{b.steps} steps, {b.seconds:.1f} s")
-    print(json.dumps(summary))
+    C.print_summary(summary)
     return 0
 
 
