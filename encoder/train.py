@@ -16,7 +16,8 @@ step, which fixes the data position) goes to OUT/ckpt and the portable encoder t
 OUT/encoder.pt. Rerunning the same command resumes from there; a run in OUT with another
 config is refused. A NaN loss stops the run before the step is applied, keeping the last
 checkpoint (exit 2). The last stdout line is JSON: eval/one_pass_acc, eval/exact_match,
-eval/knn_acc, ..., checkpoint, steps, seconds.
+eval/knn_acc, ..., checkpoint, steps, seconds. Rank 0 also writes it to OUT/summary.json (and
+to FILE with --summary FILE): under a launcher, the launcher's own lines follow it on stdout.
 """
 from __future__ import annotations
 
@@ -410,6 +411,8 @@ class Trainer:
             summary.update({k: round(v, 4) for k, v in metrics.items()
                             if k.startswith("eval/") and "/" not in k[5:]})
             summary.setdefault("eval/knn_acc", None)
+            # the summary's stable place: under a launcher stdout ends with the launcher's lines
+            atomic_write_json(out / "summary.json", summary)
         return summary
 
 
@@ -441,7 +444,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if trainer.rank == 0:
-        print(json.dumps(summary))
+        C.print_summary(summary)
     return 0
 
 
