@@ -11,8 +11,11 @@ present-but-unlisted shards. Any of these -> exit 1. A corpus whose build has no
 
 Re-decoding: a seeded sample of rows is decoded with ONE forward pass (proto.decode.one_pass)
 with the recorded model, precision, arrangement and m; recorded and re-measured accuracy are
-reported side by side (they can differ slightly on other hardware or thread counts).
-The last stdout line is JSON.
+reported side by side (they can differ slightly on other hardware or thread counts), and so
+are the sampled rows recorded as solved and how many of them decode exactly (solved_decoded):
+a solved row that does not decode is a corpus error, counted as a mismatch.
+The last stdout line is JSON; the run is logged to MLflow (experiment `data_gen`, run
+`verify`) with the summary's counts as verify/* metrics and the summary as verify.json.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from proto import config as C
 from proto.arrangement import Arrangement
 from proto.decode import hits, one_pass
 from proto.models import ModelLoadError, load_model
+from proto.tracking import run as mlflow_run
 
 from . import corpus as K
 
@@ -93,12 +97,13 @@ def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
         return {"sampled": 0}
     rows = []
     for f in files:
-        t = pq.read_table(f, columns=["text_id", "restart", "token_ids", "e", "accuracy"])
+        t = pq.read_table(f, columns=["text_id", "restart", "token_ids", "e", "accuracy",
+                                      "solved"])
         rows += t.to_pylist()
     rng = random.Random(seed)
     pick = rng.sample(rows, min(sample, len(rows)))
-    lm = load_model(info["model"]["name"], device=device or None,
-                    dtype=info.get("precision", "auto"), verbose=False)
+    lm = load_model(info["model"]["name"], device=device or None, dtype="auto",
+                    record=info.get("precision"), what=f"corpus {root}", verbose=False)
     warning = None
     if lm.weights_sha256 != info["model"]["weights_sha256"]:
         warning = (f"model weights differ from the recorded ones "
@@ -117,11 +122,15 @@ def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
         acc, _ = hits(pred, tgt)
         for r, a in zip(rs, acc):
             out.append({"text_id": r["text_id"], "restart": r["restart"],
-                        "recorded": r["accuracy"], "measured": a})
+                        "recorded": r["accuracy"], "measured": a, "solved": bool(r["solved"])})
     diffs = [abs(o["recorded"] - o["measured"]) for o in out]
+    solved = [o for o in out if o["solved"]]
     res = {"sampled": len(out), "recorded_mean": sum(o["recorded"] for o in out) / len(out),
            "measured_mean": sum(o["measured"] for o in out) / len(out),
            "max_abs_diff": max(diffs), "mismatches": sum(d > 1e-6 for d in diffs),
+           # a row counts as solved only if it decodes: the corpus's claim, checked
+           "recorded_solved": len(solved),
+           "solved_decoded": sum(o["measured"] >= 1 - 1e-9 for o in solved),
            "rows": out}
     if warning:
         res["warning"] = warning
@@ -135,12 +144,29 @@ class VerifyConfig:
     seed: int = 0
     device: str = ""
     strict: bool = False             # exit 1 on decode mismatches too
+    mlflow: bool = True
 
     def __post_init__(self):
         if not self.corpus:
             raise ValueError("no corpus given: python -m data_gen.verify DIR")
         if self.sample < 0:
             raise ValueError("sample must be >= 0")
+
+
+def log_run(a: VerifyConfig, summary: dict) -> None:
+    """The verification as an MLflow run, like every command's: what was checked, what failed."""
+    dec = summary["decode"]
+    with mlflow_run("data_gen", a, run_name="verify", enabled=a.mlflow) as mr:
+        mr.tags({"stage": "data_gen-verify", "corpus": summary["corpus"],
+                 "status": summary["status"]})
+        mr.metrics({"verify/ok": summary["ok"], "verify/shards_checked": summary["shards_checked"],
+                    "verify/problems": len(summary["problems"]),
+                    "verify/corrupt": summary["corrupt"], "verify/missing": summary["missing"],
+                    **{f"verify/{k}": dec[k] for k in ("sampled", "recorded_mean",
+                                                       "measured_mean", "max_abs_diff",
+                                                       "mismatches", "recorded_solved",
+                                                       "solved_decoded") if k in dec}})
+        mr.dict(summary, "verify.json")
 
 
 def main(argv=None) -> int:
@@ -179,6 +205,7 @@ def main(argv=None) -> int:
                "corrupt": sum(p["problem"] == "corrupt" for p in files["problems"]),
                "missing": sum(p["problem"] == "missing" for p in files["problems"]),
                "decode": {k: v for k, v in dec.items() if k != "rows"}}
+    log_run(a, summary)
     print(json.dumps(summary))
     return 0 if ok else 1
 

@@ -1,15 +1,20 @@
 """Train a text -> e encoder on the DeepSpeed engine, judged by one-pass decoding.
 
+  python -m data_gen.build --config configs/data_gen/tiny.yaml threads=1   # the tiny corpus
   python -m encoder.train --config configs/encoder/tiny.yaml           # tiny CPU run, ~30 s
   python -m encoder.train --config configs/encoder/default.yaml        # SmolLM2, a 2-core CPU
-  deepspeed --no_local_rank --num_gpus 2 --module encoder.train --config configs/encoder/default.yaml
+  deepspeed --num_gpus 2 --module encoder.train --config configs/encoder/default.yaml
+  torchrun --nproc_per_node 2 -m encoder.train --config configs/encoder/default.yaml
       # 2 ranks (on a CPU: 2 gloo processes); the global batch stays train.global_batch
   python -m encoder.train --config configs/encoder/default.yaml train.steps=400   # resume, go on
 
-One process runs as rank 0 of 1 (MASTER_ADDR/PORT set here when no launcher did). The
-DeepSpeed JSON (`train.deepspeed`) holds ZeRO stage, precision and the rest; the batch numbers
-come from this config: micro-batch per rank and accumulation = global / (micro x ranks). Only
-the encoder's trainable weights are in the optimizer; the frozen decoder gets no gradients.
+One process runs as rank 0 of 1 (MASTER_ADDR/PORT set here when no launcher did). Under a
+launcher, RANK, WORLD_SIZE and LOCAL_RANK come from the environment; the `--local_rank N` that
+deepspeed passes (unless run with --no_local_rank) is accepted and sets LOCAL_RANK where the
+environment lacks it. On GPUs each rank runs on cuda:LOCAL_RANK. The DeepSpeed JSON
+(`train.deepspeed`) holds ZeRO stage, precision and the rest; the batch numbers come from this
+config: micro-batch per rank and accumulation = global / (micro x ranks). Only the encoder's
+trainable weights are in the optimizer; the frozen decoder gets no gradients.
 
 Every `save_every` steps (and at the end) the train state (weights, optimizer, schedule, the
 step, which fixes the data position) goes to OUT/ckpt and the portable encoder to
@@ -58,15 +63,36 @@ class NaNLoss(RuntimeError):
 
 def init_distributed(device: str) -> tuple[int, int]:
     """(rank, world); a process started without a launcher becomes rank 0 of 1."""
+    # before deepspeed's import, which picks its accelerator once per process
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if device.startswith("cuda") else "cpu")
     import deepspeed  # lazy: deepspeed's import costs seconds and probes accelerators
     if not dist.is_initialized():
         for k, v in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
                      ("MASTER_ADDR", "127.0.0.1")):
             os.environ.setdefault(k, v)
         os.environ.setdefault("MASTER_PORT", str(free_port()))
-        deepspeed.init_distributed(dist_backend="nccl" if device.startswith("cuda") else "gloo",
-                                   verbose=False)
+        with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed reports its CPU comm build
+            deepspeed.init_distributed(
+                dist_backend="nccl" if device.startswith("cuda") else "gloo", verbose=False)
     return dist.get_rank(), dist.get_world_size()
+
+
+def rank_device(cfg_device: str) -> str:
+    """This process's device. DeepSpeed's engine puts itself on cuda:LOCAL_RANK, so the
+    decoder must sit there too: a bare `cuda` means that GPU, another index is refused."""
+    dev = device_for(cfg_device)
+    if not dev.startswith("cuda"):
+        return dev
+    if not torch.cuda.is_available():
+        raise EncoderError(f"device={dev}, but torch sees no GPU here")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if dev not in ("cuda", f"cuda:{local}"):
+        raise EncoderError(f"device={dev}, but DeepSpeed puts local rank {local}'s engine on "
+                           f"cuda:{local}: leave device empty, or choose GPUs with "
+                           f"CUDA_VISIBLE_DEVICES")
+    # before the process group and the model load, so that `cuda` is this rank's GPU
+    torch.cuda.set_device(local)
+    return f"cuda:{local}"
 
 
 def ds_config(cfg: EncoderConfig, world: int) -> dict:
@@ -211,10 +237,9 @@ class Trainer:
         self.lm = lm
 
     def build(self):
-        import deepspeed  # lazy: deepspeed's import costs seconds and probes accelerators
-
         cfg = self.cfg
-        self.rank, self.world = init_distributed(device_for(cfg.device))
+        self.rank, self.world = init_distributed(rank_device(cfg.device))
+        import deepspeed  # lazy, and after init_distributed has chosen DeepSpeed's accelerator
         self.resume_step = check_out(cfg)
         self.ds = ds_config(cfg, self.world)
         self.setup = prepare(cfg, self.lm)
@@ -416,25 +441,43 @@ class Trainer:
         return summary
 
 
-def _refuse_local_rank(argv: list[str]) -> str | None:
-    """The launcher's --local_rank=N (LOCAL_RANK in the environment says the same) is not a
-    config key: the commands run the launcher with --no_local_rank."""
-    if any(a.startswith("--local_rank") for a in argv):
-        return ("the deepspeed launcher passed --local_rank: run it with --no_local_rank, e.g. "
-                "deepspeed --no_local_rank --num_gpus 2 --module encoder.train --config ...")
-    return None
+LOCAL_RANK_FLAGS = ("--local_rank", "--local-rank")  # deepspeed; torch.distributed.launch
+
+
+def take_local_rank(argv: list[str]) -> list[str]:
+    """argv without the launchers' `--local_rank N` / `--local_rank=N`, which is no config key.
+    The flag fills in LOCAL_RANK where no launcher set it; where one did (torchrun, deepspeed),
+    the environment wins, since it is what torch.distributed and DeepSpeed read."""
+    rest, flag = [], None
+    it = iter(argv)
+    for a in it:
+        name, eq, value = a.partition("=")
+        if name not in LOCAL_RANK_FLAGS:
+            rest.append(a)
+            continue
+        flag = value if eq else next(it, "")
+        _check_rank(flag, name)
+    if flag is not None:
+        os.environ.setdefault("LOCAL_RANK", flag)
+    _check_rank(os.environ.get("LOCAL_RANK", "0"), "LOCAL_RANK")
+    return rest
+
+
+def _check_rank(value: str, where: str) -> None:
+    if not (value.isascii() and value.isdigit()):
+        raise C.ConfigError(f"{where} must be a local rank (0, 1, ...), not {value!r}")
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    why = _refuse_local_rank(argv)
-    if why:
-        print(f"error: {why}", file=sys.stderr)
+    try:
+        argv = take_local_rank(argv)
+    except C.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     cfg = C.parse_cli(EncoderConfig, __doc__, argv, prog="python -m encoder.train")
     if cfg is None:
         return 2
-    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:

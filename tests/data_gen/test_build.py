@@ -294,3 +294,16 @@ def test_a_second_process_in_reverse_order_completes_the_same_corpus(ref, tmp_pa
     assert done == [3, 1] and s["chunks_done"] == 2
     assert s["status"] == "complete" and _rows(out) == _rows(ref[0])
     assert K.read_table(out, K.PAIRS).equals(K.read_table(ref[0], K.PAIRS))
+
+
+def test_verify_logs_an_mlflow_run(ref, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)   # MLflow's artifacts go to ./mlartifacts
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/m.db")
+    monkeypatch.delenv("PROTOSPACE_NO_MLFLOW", raising=False)
+    assert V.main([str(ref[0]), "sample=2"]) == 0
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    runs = client.search_runs([client.get_experiment_by_name("data_gen").experiment_id])
+    assert [r.info.run_name for r in runs] == ["verify"]
+    assert runs[0].data.metrics["verify/ok"] == 1 and runs[0].data.metrics["verify/sampled"] == 2
+    assert runs[0].data.params["corpus"] == str(ref[0])

@@ -134,12 +134,6 @@ def test_nearest_loss_trains_on_raw_text_which_has_no_corpus_targets(tmp_path, e
         encoder_config(tmp_path / "x", enc_corpus, "loss.kind=nearest", "m=learned")
 
 
-def test_a_launcher_without_no_local_rank_is_told_the_fix(capsys):
-    from encoder.train import main
-    assert main(["--config", str(TINY_ENCODER), "--local_rank=0"]) == 2
-    assert "--no_local_rank" in capsys.readouterr().err
-
-
 def test_init_from_a_shorter_positional_encoder_grows_its_positions(train_tiny, tmp_path):
     """A positional encoder for 6 positions starts a 9-position run: its per-position maps
     fill the first 6, the new ones start at zero, every other weight is carried over."""
