@@ -15,14 +15,17 @@
       # accuracy and exact match after K = 0, 1, 2, 5, 10, 20 refinement steps, from the
       # encoder's e and from e0 side by side
 
-Methods, each scored on the same held-out texts (whole contexts held out, as in training):
-  encoder    the encoder's e, decoded with its m
-  optimised  the corpus's fitted e (best restart), decoded with the corpus's m: the ceiling
-  knn        the fitted e of the nearest TRAINING text by text similarity (FAISS inner product
-             over TF-IDF of token ids, or MiniLM embeddings), with the corpus's m
-  mean       the mean fitted e of the training texts, with the corpus's m
-  start      the encoder's offset alone (where fitting starts), with the encoder's m
-  random     N(0, embedding std) with the encoder's m
+Methods, each scored on the same held-out texts (whole contexts held out, as in training),
+by metric name and the label the table prints:
+  encoder    encoder: the encoder's e, decoded with its m
+  optimised  fitted e: the corpus's fitted e (best restart), with the corpus's m: the ceiling
+  knn        kNN over TF-IDF (or MiniLM, knn=minilm): the fitted e of the nearest TRAINING
+             text by text similarity (FAISS inner product over TF-IDF of token ids, or
+             MiniLM embeddings), with the corpus's m
+  mean       mean fitted e: the mean fitted e of the training texts, with the corpus's m
+  start      e0: the encoder's offset alone, e with f(text) = 0 (the learned start for an
+             encoder with offset start, the shipped one included), with the encoder's m
+  random     random e: N(0, embedding std) with the encoder's m
 With refine=true it also fits held-out texts from the learned start and from the encoder's e
 (the corpus's recipe, m frozen) and reports median steps and solved counts of both. With
 curve=true it runs K refinement steps on the first curve_texts texts from the encoder's e
@@ -62,6 +65,16 @@ from .models import encode_tokens
 from .refine import REFINE_LR, compare, curves
 
 METHODS = ("encoder", "optimised", "knn", "mean", "start", "random")
+# what the tables print for each method; MLflow metrics keep the method names (eval/start_acc)
+LABELS = {"encoder": "encoder", "optimised": "fitted e (optimised)",
+          "mean": "mean fitted e (mean)", "start": "e0, the encoder's offset (start)",
+          "random": "random e (random)"}
+
+
+def label(method: str, knn: str = "tfidf") -> str:
+    if method == "knn":
+        return f"kNN over {'MiniLM' if knn == 'minilm' else 'TF-IDF'} (knn)"
+    return LABELS[method]
 
 
 def encode_examples(enc, examples: list[Example], device, batch_size: int = 64) -> torch.Tensor:
@@ -166,7 +179,7 @@ def flat_metrics(res: dict) -> dict:
     return out
 
 
-def table(res: dict) -> str:
+def table(res: dict, knn: str = "tfidf") -> str:
     groups = list(res["encoder"])
     lines = ["| method | " + " | ".join(f"{g} acc / exact" for g in groups) + " |",
              "|---" * (len(groups) + 1) + "|"]
@@ -177,7 +190,7 @@ def table(res: dict) -> str:
         for g in groups:
             st = res[method].get(g)
             cells.append("—" if st is None else f"{st['acc']:.3f} / {st['exact']:.2f}")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(method, knn)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -426,7 +439,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     res, metrics, refined, curve = run_evaluation(cfg, blob, enc, setup, corpus, examples)
-    print(table(res))
+    print(table(res, cfg.knn))
     if curve:
         print(curve_table(curve))
     summary = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),

@@ -62,7 +62,12 @@ def test_evaluate_reports_encoder_and_baselines(trained, capsys, tmp_path):
     from encoder.evaluate import main
     out = tmp_path / "ev"
     assert main(["--checkpoint", str(trained), "mlflow=false", f"out={out}"]) == 0
-    s, _ = _last_json(capsys)
+    printed = capsys.readouterr().out
+    s = json.loads(printed.strip().splitlines()[-1])
+    # the table names each baseline as the README does, with its metric name beside it
+    for name in ("| kNN over TF-IDF (knn) |", "| e0, the encoder's offset (start) |",
+                 "| random e (random) |"):
+        assert name in printed
     for k in ("eval/one_pass_acc", "eval/exact_match", "eval/c_tokens", "eval/knn_acc",
               "eval/mean_acc", "eval/start_acc", "eval/random_acc"):
         assert k in s
