@@ -234,6 +234,15 @@ def dump_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag ends like every other bad input: one `error:` line, exit 2
+    (argparse's own usage block would bury the one line that says what is wrong)."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
               paths: dict[str, str] | None = None, lists: dict[str, str] | None = None,
               positional: dict[str, str] | None = None) -> T | None:
@@ -248,8 +257,8 @@ def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
     `--summary FILE` names a file for the summary that `print_summary` prints.
     Returns None after printing one `error:` line when the config is bad (callers exit 2).
     """
-    p = argparse.ArgumentParser(prog=prog, description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _OneLineParser(prog=prog, description=doc,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     for field, help_text in (paths or {}).items():
         flags = sorted({f"--{field}", f"--{field.replace('_', '-')}"})
         p.add_argument(*flags, dest=field, default=None, help=help_text)
