@@ -264,11 +264,22 @@ def read_pairs(path: str | Path, require_complete: bool = True, cache_dir: str |
     return read_corpus(path, require_complete, kind=PAIRS, cache_dir=cache_dir)
 
 
+def read_shard(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """One shard as a pyarrow table; CorpusError (naming data_gen.verify) if it is damaged."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        root = Path(path).parents[1]
+        raise CorpusError(f"shard {path} is unreadable ({str(exc).splitlines()[0][:120]}): "
+                          f"python -m data_gen.verify {root} lists the damage, rerunning "
+                          f"the build redoes it") from None
+
+
 def read_table(path: str | Path, kind: str = SHARDS, columns: list[str] | None = None,
                require_complete: bool = False) -> pa.Table:
     """All shards of `kind` as one pyarrow table (no datasets cache: quick looks, tests)."""
     files = _files(Path(path), kind, require_complete)
-    tables = [pq.read_table(f, columns=columns) for f in files if Path(f).exists()]
+    tables = [read_shard(f, columns) for f in files if Path(f).exists()]
     if not tables:
         return pa.table({c: [] for c in (columns or [])}) if columns else pa.table({})
     return pa.concat_tables(tables)

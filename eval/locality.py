@@ -142,7 +142,7 @@ def read_kind(root: str | Path, man: dict, kind: str, columns: list[str]):
         if not p.exists():
             raise K.CorpusError(f"corpus {root}: shard {s['path']} is missing "
                                 f"(run python -m data_gen.verify {root})")
-        tables.append(pq.read_table(p, columns=columns))
+        tables.append(K.read_shard(p, columns))
     if not tables:
         schema = K.PAIR_SCHEMA if kind == K.PAIRS else K.shard_schema(int(man.get("d_model", 1)))
         return pa.table({c: pa.array([], type=schema.field(c).type) for c in columns})
