@@ -36,9 +36,11 @@ from pathlib import Path
 import torch
 
 from . import config as C
+from .arrangement import Arrangement, prefix_ids
 from .fit import FitRow, Fitter, get_recipe, init_vector
 from .io import atomic_write_json
 from .models import ModelFields, ModelLoadError, load_model
+from .onepass import OnePass
 from .sources import sample_texts
 from .start import load_start, save_start
 from .tracking import run as mlflow_run
@@ -138,6 +140,8 @@ def main(argv=None) -> int:
             raise ValueError(f"out {out} is a directory")
         lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
         init = load_start(cfg.init, lm, recipe.arrangement, recipe.prefix) if cfg.init else None
+        arr = Arrangement(recipe.arrangement, prefix_ids(lm.tokenizer, recipe.prefix))
+        OnePass(lm, arr).check_length(cfg.n_tokens, "a text")
         batches = []
         for it in range(cfg.iters):
             b = []

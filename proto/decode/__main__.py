@@ -21,6 +21,7 @@ from proto import config as C, solution
 from proto.arrangement import Arrangement
 from proto.decode import autoregressive, hits, one_pass
 from proto.models import ModelLoadError, load_model
+from proto.onepass import OnePass
 from proto.tracking import run as mlflow_run
 
 
@@ -42,11 +43,15 @@ def load(cfg: DecodeConfig):
     e, m, meta = solution.load(cfg.solution)
     arr = Arrangement.from_dict(meta["arrangement"])
     own = meta.get("precision", "auto")
+    lm = load_model(cfg.model or meta["model"]["name"], device=cfg.device or None,
+                    dtype=cfg.dtype or own)
+    onepass = OnePass(lm, arr)
+    for i, row in enumerate(meta["rows"]):
+        onepass.check_length(len(row["token_ids"]), f"row {i}")
+    # said once the model and every row are accepted: bad input stays one error line
     if cfg.dtype and cfg.dtype != own:
         print(f"note: {cfg.solution} was made in {own}; decoding in {cfg.dtype} as asked",
               file=sys.stderr)
-    lm = load_model(cfg.model or meta["model"]["name"], device=cfg.device or None,
-                    dtype=cfg.dtype or own)
     return e, m, meta, arr, lm
 
 
