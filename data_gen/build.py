@@ -236,13 +236,19 @@ def corpus_start(lm, recipe):
     return start
 
 
-def encoder_starts(lm, fitter, cfg: BuildConfig, texts: list[Text], m, prog) -> None:
-    """Refinement: the fitter starts each text at the encoder's e (one batched encoder pass)."""
-
+def encoded(cfg: BuildConfig, lm, texts: list[Text]):
+    """(e, m, checkpoint) of init_from for every text (one batched encoder pass), read before
+    anything is written, so that an unreadable encoder leaves no directory behind."""
     try:
-        e, em, blob = text_starts(cfg.init_from, lm, [t.token_ids for t in texts])
+        return text_starts(cfg.init_from, lm, [t.token_ids for t in texts])
     except ValueError as exc:
         raise C.ConfigError(str(exc)) from None
+
+
+def encoder_starts(fitter, cfg: BuildConfig, texts: list[Text], m, prog, starts) -> None:
+    """Refinement: the fitter starts each text at the encoder's e (`encoded`)."""
+
+    e, em, blob = starts
     if m is None or not torch.allclose(em, m.cpu()):
         raise C.ConfigError(f"encoder {blob['path']} decodes with another m than this corpus "
                             f"(train it on a corpus with the same m_init and model)")
@@ -667,6 +673,7 @@ def build(cfg: BuildConfig, lm=None) -> dict:
         if have is not None:
             _refuse_if_different(root, have, info)
         texts, text_stats, generated = _texts(cfg, lm, fitter, root, rank)
+        starts = encoded(cfg, lm, texts) if cfg.init_from else None
         # Nothing is written before the config, the model and the sources have been accepted.
         _write_start(cfg, root, rank, info, have, generated)
         prog = Progress(rank, world, 0, cfg.progress_seconds)
@@ -675,7 +682,7 @@ def build(cfg: BuildConfig, lm=None) -> dict:
         warm = warm_set(cfg, texts)
         m = _corpus_m(cfg, lm, fitter, root, rank, info, warm, prog)
         if cfg.init_from:
-            encoder_starts(lm, fitter, cfg, texts, m, prog)
+            encoder_starts(fitter, cfg, texts, m, prog, starts)
         t_chunks = time.time()
         chunks = _chunks(lm, fitter, cfg, root, texts, m, rank, world, prog)
         chunk_seconds = time.time() - t_chunks
