@@ -172,6 +172,11 @@ def prepare(cfg: EncoderConfig, lm=None) -> Setup:
     lengths = sorted(set(cfg.data.lengths or [x.n for x in corpus]))
     if not lengths:
         raise EncoderError("data.lengths is empty and there is no corpus to take them from")
+    decoder = Decoder.of(lm, arr)
+    try:
+        decoder.check_length(lengths[-1], "a text")
+    except ValueError as exc:
+        raise EncoderError(f"lengths {lengths}: {exc}") from None
     raw, stream = [], None
     try:
         if cfg.data.raw and cfg.loss.kind != "regress":
@@ -191,4 +196,4 @@ def prepare(cfg: EncoderConfig, lm=None) -> Setup:
         info = {"path": str(Path(cfg.data.corpus)), "fingerprint": man.get("fingerprint"),
                 "m_init": man.get("config", {}).get("m_init"), "texts": len(corpus),
                 "recipe": man.get("recipe"), "extra": extra}
-    return Setup(lm, Decoder.of(lm, arr), split, m, corpus_m, off, lengths, info)
+    return Setup(lm, decoder, split, m, corpus_m, off, lengths, info)

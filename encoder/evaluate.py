@@ -54,7 +54,7 @@ from proto import config as C
 from proto.fit import Recipe, embedding_std, get_recipe
 from proto.io import read_texts
 from proto.report import write_outputs
-from proto.sources import text_id
+from proto.sources import SourceError, text_id
 from proto.tracking import run as mlflow_run
 
 from . import checkpoint as ckpt, positions as P
@@ -285,10 +285,23 @@ def positions_block(enc, setup, examples: list[Example], knn: str) -> dict:
     return out
 
 
-def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example]
+def corpus_recipe(setup) -> Recipe:
+    """The recipe the corpus's e's were fitted with, which refinement fits with; a manifest
+    whose recipe this version cannot rebuild (fields since removed) is an EncoderError."""
+    fitted = (setup.corpus or {}).get("recipe")
+    if not fitted:
+        return get_recipe("default")
+    try:
+        return C.from_dict(Recipe, fitted, f"the recipe of corpus {setup.corpus['path']}")
+    except C.ConfigError as exc:
+        raise EncoderError(f"{exc}; refine=true and curve=true refit with it") from None
+
+
+def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example], recipe: Recipe
                   ) -> tuple[dict | None, dict | None]:
     """(refine, curve): full fits of held-out texts from the learned start and from the
-    encoder's e (refine=true), and the K-step refinement curve from both (curve=true)."""
+    encoder's e (refine=true), and the K-step refinement curve from both (curve=true), with
+    the corpus's `recipe`."""
 
     n = max(cfg.refine_texts if cfg.refine else 0, cfg.curve_texts if cfg.curve else 0)
     if not n:
@@ -296,8 +309,6 @@ def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example]
     part = examples[:n]
     e = encode_examples(enc, part, setup.lm.device).cpu()
     enc.release()  # the fits below need the plain decoder
-    fitted = (setup.corpus or {}).get("recipe")   # the recipe the corpus's e's were fitted with
-    recipe = Recipe(**fitted) if fitted else get_recipe("default")
     m = enc.m.detach().cpu() if enc.m is not None else setup.m
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     refined = curve = None
@@ -346,10 +357,13 @@ def stream_examples(cfg: EvalConfig, setup) -> list[Example]:
     kinds = {k: (1.0 if k in cfg.stream_kinds else 0.0) for k in ("prose", "tokens", "words")}
     scfg = dataclasses.replace(data.stream, continuations=0.0, **kinds)
     # raw=[]: the stream replaces the checkpoint's own raw sources for this evaluation
-    stream = make_stream(dataclasses.replace(data, raw=[], stream=scfg), setup.lengths,
-                         setup.lm, set())
-    return [as_example(t) for k in cfg.stream_kinds for n in setup.lengths
-            for t in stream.heldout(k, n, cfg.limit or 64)]
+    try:
+        stream = make_stream(dataclasses.replace(data, raw=[], stream=scfg), setup.lengths,
+                             setup.lm, set())
+        return [as_example(t) for k in cfg.stream_kinds for n in setup.lengths
+                for t in stream.heldout(k, n, cfg.limit or 64)]
+    except SourceError as exc:
+        raise EncoderError(f"texts=stream: {exc}") from None
 
 
 def select_examples(cfg: EvalConfig, setup, corpus: str, enc) -> list[Example]:
@@ -368,6 +382,10 @@ def select_examples(cfg: EvalConfig, setup, corpus: str, enc) -> list[Example]:
                            f"maximum of {longest}")
     if not xs:
         raise EncoderError("no texts to evaluate")
+    try:
+        setup.decoder.check_length(max(x.n for x in xs), "a text")
+    except ValueError as exc:
+        raise EncoderError(str(exc)) from None
     return xs
 
 
@@ -396,7 +414,8 @@ def load_setup(cfg: EvalConfig):
 
 
 def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
-                   examples: list[Example]) -> tuple[dict, dict, dict | None, dict | None]:
+                   examples: list[Example], recipe: Recipe | None
+                   ) -> tuple[dict, dict, dict | None, dict | None]:
     """Score, break down, refine (refine=true) and run the refinement curve (curve=true); log
     and write. -> (res, metrics, refined, curve)"""
 
@@ -408,7 +427,7 @@ def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
         res = evaluate(enc, setup, examples, cfg.knn)
         where = positions_block(enc, setup, examples, cfg.knn)
         metrics = flat_metrics(res)
-        refined, curve = refine_blocks(cfg, enc, setup, examples)
+        refined, curve = refine_blocks(cfg, enc, setup, examples, recipe)
         if refined:
             metrics.update({f"refine/{k}_{f}": refined[k][f] for k in refined
                             for f in ("solved", "steps_median", "row_steps")})
@@ -433,12 +452,16 @@ def main(argv=None) -> int:
         return 2
     t0 = time.time()
     try:
+        if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+            raise EncoderError(f"out {cfg.out} exists and is not a directory")
         blob, enc, setup, corpus = load_setup(cfg)
         examples = select_examples(cfg, setup, corpus, enc)
+        recipe = corpus_recipe(setup) if cfg.refine or cfg.curve else None
     except (EncoderError, C.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    res, metrics, refined, curve = run_evaluation(cfg, blob, enc, setup, corpus, examples)
+    res, metrics, refined, curve = run_evaluation(cfg, blob, enc, setup, corpus, examples,
+                                                  recipe)
     print(table(res, cfg.knn))
     if curve:
         print(curve_table(curve))
