@@ -109,6 +109,10 @@ def load_inputs(cfg: EncodeConfig):
     if Path(cfg.out).is_dir():
         raise ValueError(f"--out {cfg.out} is a directory")
     enc, decoder, m, blob = ckpt.load(cfg.checkpoint, device=cfg.device, dtype=cfg.dtype)
+    if cfg.refine_steps and m is None:
+        # refinement fits e with m frozen (encoder.refine), so it needs the encoder's m
+        raise ValueError(f"encoder {blob['path']} decodes with arrangement "
+                         f"{decoder.arr.name}, without m: refine_steps needs an m")
     for t in texts:
         n = len(decoder.lm.tokenize(t))
         if enc.max_tokens and n > enc.max_tokens:
