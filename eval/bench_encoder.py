@@ -68,6 +68,10 @@ def bench(cfg: BenchEncoderConfig, log=print) -> dict:
 
 
     enc, dec, m, opt, lm = build(cfg)
+    try:
+        dec.check_length(cfg.n_tokens, "a text")
+    except ValueError as exc:
+        raise C.ConfigError(str(exc)) from None
     toks = [ids for _, ids in sample_texts(lm.tokenize, "random-words", cfg.n_tokens,
                                              cfg.micro_batch)]
     ids, mask = pad_batch(toks, lm.device)

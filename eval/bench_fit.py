@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from eval.common import run_command, stderr_log, table_errors
+from eval.common import check_fits, run_command, stderr_log, table_errors
 from proto.fit import FitRow, Fitter, get_recipe
 from proto.models import ModelFields, load_model
 from proto.sources import sample_texts
@@ -149,6 +149,8 @@ def bench(cfg: BenchConfig, log=print) -> dict:
     rows = [FitRow(ids, f"t{i}") for i, ids in enumerate(texts)]
     recipe = dataclasses.replace(get_recipe(cfg.recipe), max_steps=cfg.cap)
     base = dataclasses.replace(get_recipe(cfg.baseline_recipe), max_steps=cfg.cap)
+    for r in (recipe, base):
+        check_fits(lm, r, cfg.n_tokens)
     out: dict = {"model": lm.identity, "device": str(lm.device), "dtype": str(lm.dtype),
                  "n_texts": len(rows), "n_tokens": cfg.n_tokens, "cap": cfg.cap,
                  "threads": torch.get_num_threads()}

@@ -106,16 +106,18 @@ def arm(cfg, lm, rows, tail: int, after: float, starts) -> dict:
 
 def bench(cfg: TailConfig, log=E.stderr_log) -> dict:
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
-    if cfg.texts_file:
-        texts = [lm.tokenize(t) for t in read_texts([], cfg.texts_file)][: cfg.n_texts]
-    else:
-        texts = [ids for _, ids in sample_texts(lm.tokenize, cfg.source, cfg.n_tokens,
-                                                cfg.n_texts, seed=cfg.seed)]
+    try:  # the texts file and the encoder are input: ValueError is bad input here
+        if cfg.texts_file:
+            texts = [lm.tokenize(t) for t in read_texts([], cfg.texts_file)][: cfg.n_texts]
+        else:
+            texts = [ids for _, ids in sample_texts(lm.tokenize, cfg.source, cfg.n_tokens,
+                                                    cfg.n_texts, seed=cfg.seed)]
+        E.check_fits(lm, E.resolve_recipe(cfg.recipe, cfg.recipe_overrides, cfg.cap),
+                     max(map(len, texts)))
+        starts = encoded_starts(cfg.init_from, lm, texts)[:2] if cfg.init_from else None
+    except ValueError as exc:
+        raise C.ConfigError(str(exc)) from None
     rows = [FitRow(ids, str(i)) for i, ids in enumerate(texts)]
-    starts = None
-    if cfg.init_from:
-        e, m, _ = encoded_starts(cfg.init_from, lm, texts)
-        starts = (e, m)
     lo, hi = min(map(len, texts)), max(map(len, texts))
     size = f"{lo}-{hi}" if lo != hi else str(lo)   # a texts_file's lines keep their lengths
     arms = []

@@ -36,10 +36,12 @@ import torch
 
 from eval.bench_fit import forward_flops, matmul_rate, timed
 from eval.common import run_command, table_errors
+from proto import config as C
 from proto.arrangement import Arrangement, prefix_ids
 from proto.decode import autoregressive, hits, one_pass
 from proto.fit import FitRow, Fitter, embedding_std, get_recipe
 from proto.models import ModelFields, load_model
+from proto.onepass import OnePass
 from proto.sources import sample_texts
 
 
@@ -101,6 +103,11 @@ def measure(cfg: ThroughputConfig, log=print) -> dict:
     sink = prefix_ids(lm.tokenizer, "sink")
     one = Arrangement("e_m", sink)
     ar = Arrangement("mem_ar", sink)
+    for arr in (one, ar):
+        try:
+            OnePass(lm, arr).check_length(max(cfg.lengths), f"a text in {arr.name}")
+        except ValueError as exc:
+            raise C.ConfigError(str(exc)) from None
     g = torch.Generator().manual_seed(cfg.seed)
     std = embedding_std(lm)
     e, m = (torch.randn(2, 1, lm.d_model, generator=g) * std).unbind(0)
