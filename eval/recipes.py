@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from eval.common import check_fits, table_errors
 from proto import config as C
 from proto.fit import RECIPES, FitRow, Fitter, embedding_std, fit_shared_m, get_recipe, init_vector
 from proto.io import atomic_write_json
@@ -78,17 +79,31 @@ class RecipesConfig(ModelFields):
             raise ValueError("lengths must be positive token counts")
         if self.n_texts < 1:
             raise ValueError("n_texts must be >= 1")
+        if self.dump_texts and not self.texts_json:
+            raise ValueError("dump_texts=true writes the text set to texts_json=FILE: give one")
 
 
 def builtin_candidates() -> dict[str, Candidate]:
     return {name: Candidate(name=name, recipe=name) for name in RECIPES}
 
 
+def saved_texts(path: str) -> dict:
+    """The text set dump_texts=true wrote to `path`; ConfigError if it is absent or is not one."""
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise C.ConfigError(f"texts_json {path} not found: write it with dump_texts=true") from None
+    except (OSError, ValueError) as exc:
+        raise C.ConfigError(f"texts_json {path} is not a text set of dump_texts=true: "
+                            f"{str(exc).splitlines()[0][:120]}") from None
+    if not isinstance(saved, dict):
+        raise C.ConfigError(f"texts_json {path} is not a text set of dump_texts=true")
+    return saved
+
+
 def _sampler(cfg: RecipesConfig, tokenize):
     """sample_texts, or lookups in a saved text set so a study can rerun where sources are absent."""
-    saved = {}
-    if cfg.texts_json and Path(cfg.texts_json).exists() and not cfg.dump_texts:
-        saved = json.loads(Path(cfg.texts_json).read_text())
+    saved = saved_texts(cfg.texts_json) if cfg.texts_json and not cfg.dump_texts else {}
     drawn = {}
 
     def sample(src, n, count, seed):
@@ -134,6 +149,9 @@ def study(cfg: RecipesConfig, log=print) -> dict:
     unknown = [c for c in cfg.candidates if c not in cands]
     if unknown:
         raise C.ConfigError(f"unknown candidate(s) {unknown}; known: {sorted(cands)}")
+    for cname in cfg.candidates:
+        check_fits(lm, get_recipe(cands[cname].recipe, **cands[cname].overrides),
+                   max(cfg.lengths))
     results = []
     warm_cache: dict[tuple, torch.Tensor] = {}
     for n in cfg.lengths:
@@ -240,14 +258,19 @@ def main(argv=None):
     cfg = C.parse_cli(RecipesConfig, __doc__, argv, prog="python -m eval.recipes")
     if cfg is None:
         return 2
-    out = Path(cfg.out) / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(C.dump_yaml(cfg))
     with mlflow_run("eval", cfg, run_name="recipes", enabled=cfg.mlflow) as mr:
-        rep = study(cfg)
+        try:
+            rep = study(cfg)
+        except table_errors() as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if cfg.dump_texts:
             C.print_summary({"texts_json": cfg.texts_json})
             return 0
+        # the run directory only once the study ran: bad input leaves none behind
+        out = Path(cfg.out) / time.strftime("%Y%m%d-%H%M%S")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(C.dump_yaml(cfg))
         atomic_write_json(out / "results.json", rep)
         md = table(rep["results"])
         (out / "table.md").write_text(md + "\n")
