@@ -6,6 +6,8 @@ and its evaluation all go through it.
   logits = op.logits(e, m, n)               # [B, n, V] at the positions scored against t_1..t_n
   ce, hits = op.scores(e, m, targets)       # per-row CE (mean over its own tokens), hits
   targets, n = padded_targets(token_lists, device)   # -100 pads rows shorter than the longest
+  preds = op.decode(e, m, token_lists)      # argmax tokens of every row, batched (the decoding
+                                            # configuration: proto.decode and the fitter's check)
 
 Rows shorter than the longest are right-padded with -100 targets: causal attention keeps the
 padding from touching earlier positions, and padded positions score nothing.
@@ -45,6 +47,16 @@ def row_losses(logits: torch.Tensor, targets: torch.Tensor, n: torch.Tensor, los
         ce = ce * (1 - torch.exp(-ce)).pow(focal_gamma)
     ce = ce * mask
     return ce.sum(1) / n, hits
+
+
+def token_margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[B, n] how far each target token's logit leads the best other token (negative where
+    another token wins; +inf at padding)."""
+    idx = targets.clamp(min=0).unsqueeze(-1)
+    own = logits.gather(-1, idx).squeeze(-1)
+    top2 = logits.topk(2, dim=-1).values
+    other = torch.where(top2[..., 0] > own, top2[..., 0], top2[..., 1])
+    return torch.where(targets >= 0, own - other, torch.full_like(own, float("inf")))
 
 
 def padded_targets(token_lists: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +106,25 @@ class OnePass:
     def logits(self, e: torch.Tensor, m: torch.Tensor | None, n: int,
                targets: torch.Tensor | None = None) -> torch.Tensor:
         return forward_scores(self.lm, self.arr, self.inputs(e, m, n, targets), n)
+
+    DECODE_BATCH = 64
+
+    @torch.no_grad()
+    def decode(self, e: torch.Tensor, m: torch.Tensor | None, token_lists: list[list[int]],
+               batch_size: int = DECODE_BATCH) -> list[list[int]]:
+        """Argmax tokens of each row, rows in input order in batches of `batch_size` (each
+        padded to its longest row): how a solution file is decoded, so a fit can check that
+        what it calls solved reads back the same way. The tokens only feed mem_ar's teacher
+        forcing and the lengths."""
+        out: list[list[int]] = []
+        for s in range(0, len(token_lists), batch_size):
+            part = token_lists[s:s + batch_size]
+            tgt, _ = padded_targets(part, self.lm.device)
+            mm = None if m is None or m.dim() == 1 or len(m) == 1 else m[s:s + batch_size]
+            mm = m if mm is None else mm
+            pred = self.logits(e[s:s + batch_size], mm, tgt.shape[1], tgt).argmax(-1).tolist()
+            out += [p[:len(t)] for p, t in zip(pred, part)]
+        return out
 
     def scores(self, e: torch.Tensor, m: torch.Tensor | None, targets: torch.Tensor,
                n_tok: torch.Tensor | None = None, **shaping) -> tuple[torch.Tensor, torch.Tensor]:

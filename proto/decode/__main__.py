@@ -19,7 +19,7 @@ import torch
 
 from proto import config as C, solution
 from proto.arrangement import Arrangement
-from proto.decode import autoregressive, hits, one_pass
+from proto.decode import autoregressive, hits
 from proto.models import ModelLoadError, load_model
 from proto.onepass import OnePass
 from proto.tracking import run as mlflow_run
@@ -42,31 +42,30 @@ def load(cfg: DecodeConfig):
     """(e, m, meta, arrangement, lm); SolutionError / ModelLoadError / ValueError one line."""
     e, m, meta = solution.load(cfg.solution)
     arr = Arrangement.from_dict(meta["arrangement"])
-    own = meta.get("precision", "auto")
     lm = load_model(cfg.model or meta["model"]["name"], device=cfg.device or None,
-                    dtype=cfg.dtype or own)
+                    dtype=cfg.dtype, record=meta.get("precision"), what=cfg.solution)
     onepass = OnePass(lm, arr)
     for i, row in enumerate(meta["rows"]):
         onepass.check_length(len(row["token_ids"]), f"row {i}")
     # said once the model and every row are accepted: bad input stays one error line
-    if cfg.dtype and cfg.dtype != own:
-        print(f"note: {cfg.solution} was made in {own}; decoding in {cfg.dtype} as asked",
-              file=sys.stderr)
+    if lm.precision_note:
+        print(f"note: {lm.precision_note}", file=sys.stderr)
     return e, m, meta, arr, lm
 
 
 def decode_rows(lm, arr, e, m, meta) -> list[dict]:
+    """Every row decoded (one-pass rows in batches, OnePass.decode: the configuration a fit
+    checks its solved rows in), printed, and scored against its recorded tokens."""
+    toks = [row["token_ids"] for row in meta["rows"]]
+    if arr.autoregressive:
+        preds = [autoregressive(lm, arr, e[i], len(t))[0].tolist() for i, t in enumerate(toks)]
+    else:
+        preds = OnePass(lm, arr).decode(e, m, toks)
     out = []
-    for i, row in enumerate(meta["rows"]):
-        ids = row["token_ids"]
-        n = len(ids)
-        if arr.autoregressive:
-            pred = autoregressive(lm, arr, e[i], n)
-        else:
-            pred = one_pass(lm, arr, e[i:i + 1], None if m is None else m[i:i + 1], n)
-        acc, c = hits(pred, torch.tensor([ids], device=lm.device))
-        print(lm.detokenize(pred[0].tolist()))
-        out.append({"row": i, "accuracy": acc[0], "c_tokens": c[0], "n_tokens": n,
+    for i, (row, ids, pred) in enumerate(zip(meta["rows"], toks, preds)):
+        acc, c = hits(torch.tensor([pred]), torch.tensor([ids]))
+        print(lm.detokenize(pred))
+        out.append({"row": i, "accuracy": acc[0], "c_tokens": c[0], "n_tokens": len(ids),
                     "exact": acc[0] == 1.0, "recorded_accuracy": row.get("accuracy")})
     return out
 

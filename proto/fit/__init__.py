@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ..arrangement import Arrangement, prefix_ids
 from ..models import LoadedModel
-from ..onepass import OnePass
+from ..onepass import OnePass, row_losses, token_margins
 from ..start import load_start
 
 ShareMode = Literal["row", "unit", "frozen"]
@@ -62,6 +62,11 @@ class Recipe:
     warmup_steps: int = 0
     max_steps: int = 5000
     target_accuracy: float = 1.0  # early stop when every row of a unit reaches this
+    # A token counts toward the target only when its logit leads the runner-up by this much:
+    # a row that stops the first step its argmaxes are right sits on the edge, where the
+    # rounding of another batch shape or precision flips a token. None = by the decoder's
+    # precision (STOP_MARGINS); 0 = plain argmax (the paper's rule).
+    stop_margin: float | None = None
     loss: Literal["ce", "ce_wrong"] = "ce"  # ce_wrong: extra weight on still-wrong tokens
     wrong_weight: float = 1.0
     # A row still unsolved after this many steps of its current attempt starts again from a
@@ -86,6 +91,8 @@ class Recipe:
             raise ValueError("init_std must be >= 0 (0 means the embedding std)")
         if self.restart_after < 0:
             raise ValueError("restart_after must be >= 0 (0 = never)")
+        if self.stop_margin is not None and not 0 <= self.stop_margin < 100:
+            raise ValueError(f"stop_margin must be in [0, 100) or None, got {self.stop_margin}")
         if self.e_init not in ("normal", "tokens"):
             raise ValueError(f"e_init must be 'normal' or 'tokens', got {self.e_init!r}")
         Arrangement(self.arrangement)  # validates the name
@@ -122,6 +129,16 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# Recipe.stop_margin=None: the logit lead every target token needs before a row stops, by the
+# decoder's precision (docs/research/solved-means-decodes: how far logits move between batch
+# shapes and precisions, and what each margin costs in steps).
+STOP_MARGINS = {torch.float32: 0.1, torch.bfloat16: 1.0, torch.float16: 0.5}
+
+
+def stop_margin(recipe: Recipe, dtype: torch.dtype) -> float:
+    return recipe.stop_margin if recipe.stop_margin is not None else STOP_MARGINS[dtype]
+
+
 def get_recipe(name: str, **overrides) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}")
@@ -150,6 +167,8 @@ class FitResult:
     seconds: float
     solved: bool
     status: str = "ok"  # ok | max_steps | nan | dropped (a sibling restart solved first)
+    #                     | unverified (held the target in the batch, decoded wrong alone)
+    margin: float = float("nan")  # the smallest lead of a target token's logit at its stop
     attempts: int = 1   # inits tried (Recipe.restart_after); steps counts all of them
     # Fitter.fit(trace=...): accuracy after K steps for each traced K the row reached (a row
     # that solved before K counts as solved at K, since the fitter stops it there)
@@ -348,6 +367,7 @@ class Fitter:
         self.device = lm.device
         self.std = recipe.init_std or embedding_std(lm)
         self.onepass = OnePass(lm, self.arr)
+        self.margin = stop_margin(recipe, lm.dtype)
 
     def check_length(self, n: int):
         self.onepass.check_length(n)
@@ -355,7 +375,8 @@ class Fitter:
     def fit(self, rows: list[FitRow], *, e_mode: ShareMode = "row", m_mode: ShareMode = "row",
             group_size: int = 1, m: torch.Tensor | None = None, e: torch.Tensor | None = None,
             race: bool = False, progress: Callable[[dict], None] | None = None,
-            max_steps: int | None = None, trace: tuple[int, ...] = ()) -> list[FitResult]:
+            max_steps: int | None = None, trace: tuple[int, ...] = (),
+            verify: bool = True) -> list[FitResult]:
         """Fit every row; returns one FitResult per row, in input order.
 
         e_mode/m_mode: 'row' (own vector per row), 'unit' (shared by the rows of a group of
@@ -363,6 +384,8 @@ class Fitter:
         race: restarts of one text compete; the first to solve ends its siblings ('dropped').
         trace: step counts K at which each row's accuracy is recorded (FitResult.trace), e.g.
         (0, 1, 2, 5, 10, 20) for a refinement curve; 0 is the start itself.
+        verify: decode every result as a solution file is decoded (OnePass.decode) and report
+        a solved row that does not read back as 'unverified', unsolved, with what it decodes.
         """
         if "unit" not in (e_mode, m_mode):
             group_size = 1
@@ -387,7 +410,29 @@ class Fitter:
                           "solved": sum(r.solved for r in results.values()),
                           "active": len(b.row_idx), "seconds": time.time() - t_start,
                           "step_seconds": dt})
-        return [b.outcomes.results[i] for i in range(n_in)]
+        results = [b.outcomes.results[i] for i in range(n_in)]
+        return self.verified(rows, results) if verify else results
+
+    def verified(self, rows: list[FitRow], results: list[FitResult]) -> list[FitResult]:
+        """The results with every solved row decoded back in one pass, in file order: a row
+        that does not reproduce its text is not solved, whatever the batch said."""
+        if not any(r.solved for r in results):
+            return results
+        # rows a sibling restart settled carry no vectors; zeros keep the file's batch shape
+        zero = torch.zeros(self.d)
+        e = torch.stack([r.e if r.status != "dropped" else zero for r in results])
+        m = (torch.stack([r.m if r.m is not None else zero for r in results])
+             if self.arr.uses_m else None)
+        toks = [r.token_ids for r in rows]
+        preds = self.onepass.decode(e, m, toks)
+        out = []
+        for r, t, p in zip(results, toks, preds):
+            c = sum(a == b for a, b in zip(p, t))
+            if r.solved and c < len(t) * self.recipe.target_accuracy - 1e-9:
+                r = dataclasses.replace(r, solved=False, status="unverified",
+                                        accuracy=c / len(t), c_tokens=c)
+            out.append(r)
+        return out
 
     def dropped(self, rows, ri, secs=0.0, steps=0) -> FitResult:
         """The result of a row ended because a sibling restart of its text solved first."""
@@ -525,9 +570,11 @@ class _Batch:
         ru = torch.tensor(self.row_unit, device=self.tokens.device)
         leaves, per_row = self._leaves(ru)
         tgt = self.tokens[:, :int(self.n_tok.max())]
-        loss_r, hits = self.f.onepass.scores(per_row["e"], per_row["m"], tgt, self.n_tok,
-                                             loss=self.recipe.loss,
-                                             wrong_weight=self.recipe.wrong_weight)
+        logits = self.f.onepass.logits(per_row["e"], per_row["m"], tgt.shape[1], tgt)
+        loss_r, hits = row_losses(logits, tgt, self.n_tok, loss=self.recipe.loss,
+                                  wrong_weight=self.recipe.wrong_weight)
+        lead = token_margins(logits.detach(), tgt)
+        held = hits & (lead >= self.f.margin)
         train = [leaves[k] for k in ("e", "m") if self.tabs[k].trainable]
         finite = torch.isfinite(loss_r)
         grads = torch.autograd.grad(torch.where(finite, loss_r, 0).sum(), train,
@@ -535,13 +582,15 @@ class _Batch:
         acc = hits.sum(1).float() / self.n_tok.float()
         if self.trace_at:
             self._trace(acc)
-        solved_u, nan_u, unit_steps = self._unit_state(ru, acc, finite)
+        solved_u, nan_u, unit_steps = self._unit_state(
+            ru, held.sum(1).float() / self.n_tok.float(), finite)
         done_u = solved_u | (unit_steps >= self.max_steps) | nan_u
         dt = time.perf_counter() - t0
         for ri in self.row_idx:
             self.row_secs[ri] += dt / len(self.row_idx)
         if bool(done_u.any()):
-            self._report(done_u, solved_u, nan_u, unit_steps, per_row, acc, hits, loss_r)
+            self._report(done_u, solved_u, nan_u, unit_steps, per_row, acc, hits, loss_r,
+                         lead.min(1).values)
         # Update the parameters of units that go on (finished ones are dropped below).
         for k, g in zip([k for k in ("e", "m") if self.tabs[k].trainable], grads):
             if g is not None:
@@ -594,9 +643,10 @@ class _Batch:
                 return out
         return torch.full((n_units,), float("inf"), device=ru.device)
 
-    def _report(self, done_u, solved_u, nan_u, unit_steps, per_row, acc, hits, loss_r):
+    def _report(self, done_u, solved_u, nan_u, unit_steps, per_row, acc, hits, loss_r, lead):
         """Hand the rows of finished units to the outcomes."""
         accl, cl, ll = acc.tolist(), hits.sum(1).tolist(), loss_r.detach().tolist()
+        leads = lead.tolist()
         uses_m = self.f.arr.uses_m
         for j, ri in enumerate(self.row_idx):
             uj = self.row_unit[j]
@@ -612,7 +662,8 @@ class _Batch:
                 accuracy=accl[j], c_tokens=int(cl[j]), n_tokens=len(row.token_ids),
                 loss=ll[j], steps=int(unit_steps[uj]), seconds=self.row_secs[ri],
                 solved=bool(solved_u[uj]), status=status,
-                attempts=self.row_attempt[ri] + 1, trace=self._row_trace(ri, solved_u[uj])))
+                attempts=self.row_attempt[ri] + 1, trace=self._row_trace(ri, solved_u[uj]),
+                margin=leads[j]))
 
     def _row_trace(self, ri: int, solved) -> dict[int, float]:
         tr = dict(self.traces.pop(ri, {}))
