@@ -62,7 +62,7 @@ from proto.io import atomic_write_bytes, atomic_write_json
 from proto.models import ModelFields, ModelLoadError, load_model
 from proto.paths import as_point, bezier, linear
 from proto.progress import bar
-from proto.providers import text_starts
+from proto.providers import start_record, text_starts
 from proto.sources import SourceError
 from proto.start import load_start
 from proto.tracking import run as mlflow_run
@@ -485,19 +485,26 @@ def _load_lm(cfg: BuildConfig):
     device = cfg.device or None
     if device is None and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # torchrun: one GPU per rank
-    return load_model(cfg.model, device=device, dtype=_dtype(cfg))
+    return load_model(cfg.model, device=device, dtype=cfg.dtype, **_record(cfg))
 
 
-def _dtype(cfg: BuildConfig) -> str:
-    """`auto` resumes a corpus in the precision it was begun in (its build.json says which),
-    so a resumed build never refuses itself over precision."""
+def _record(cfg: BuildConfig) -> dict:
+    """The precision record that decides `auto`: a corpus resumes in the precision it was
+    begun in (its build.json), so a resumed build never refuses itself over precision; a new
+    corpus from an encoder's e's is fitted in the encoder's precision."""
     bj = Path(cfg.out) / "build.json"
-    if cfg.dtype == "auto" and bj.exists():
+    if bj.exists():
         try:
-            return json.loads(bj.read_text()).get("precision") or cfg.dtype
+            rec = json.loads(bj.read_text()).get("precision")
         except (OSError, ValueError):
-            return cfg.dtype
-    return cfg.dtype
+            return {}   # _check_directory reports the damaged corpus itself
+        return {"record": rec, "what": f"corpus {cfg.out}"}
+    if cfg.init_from:
+        try:
+            return start_record(cfg.init_from)
+        except ValueError as exc:
+            raise C.ConfigError(str(exc)) from None
+    return {}
 
 
 def _setup(cfg: BuildConfig, lm):

@@ -49,9 +49,11 @@ def device_for(cfg_device: str) -> str | None:
     return "cpu"
 
 
-def load_llm(name: str, device: str, dtype: str):
+def load_llm(name: str, device: str, dtype: str, record: str | None = None, what: str = ""):
+    """The frozen decoder, its precision decided by proto.models.decide_precision."""
     try:
-        return load_model(name, device=device_for(device), dtype=dtype, verbose=False)
+        return load_model(name, device=device_for(device), dtype=dtype, verbose=False,
+                          record=record, what=what)
     except ModelLoadError as exc:
         raise EncoderError(str(exc)) from None
 
@@ -143,19 +145,20 @@ def _m_and_offset(cfg: EncoderConfig, lm, man: dict | None, corpus_m, train: lis
     return m.float(), off.float()
 
 
-def corpus_precision(cfg: EncoderConfig) -> str:
-    """The decoder precision: cfg.dtype, where `auto` with a corpus is the corpus's own, so
-    its fitted e's decode as they were fitted."""
-    if cfg.dtype != "auto" or not cfg.data.corpus:
-        return cfg.dtype
+def corpus_record(cfg: EncoderConfig) -> dict:
+    """The corpus's precision record for decide_precision, so its fitted e's decode as they
+    were fitted; {} without a corpus."""
+    if not cfg.data.corpus:
+        return {}
     try:
-        return read_manifest(cfg.data.corpus).get("precision") or cfg.dtype
+        rec = read_manifest(cfg.data.corpus).get("precision")
     except CorpusError:
-        return cfg.dtype   # prepare() reports the corpus problem itself
+        return {}   # prepare() reports the corpus problem itself
+    return {"record": rec, "what": f"corpus {cfg.data.corpus}"}
 
 
 def prepare(cfg: EncoderConfig, lm=None) -> Setup:
-    lm = lm or load_llm(cfg.llm, cfg.device, corpus_precision(cfg))
+    lm = lm or load_llm(cfg.llm, cfg.device, cfg.dtype, **corpus_record(cfg))
     man, corpus, corpus_m, extra = None, [], None, []
     if cfg.data.corpus:
         man, arr, corpus, corpus_m = read_corpus(cfg.data.corpus, lm)

@@ -44,6 +44,15 @@ def encoded_starts(spec: str, lm, token_lists: list[list[int]]):
     return e, m.detach().float().cpu(), blob
 
 
+def start_record(spec: str) -> dict:
+    """The checkpoint's precision record for the decoder that refines its e's."""
+    blob = ckpt.read(spec)
+    return {"record": ckpt.precision(blob), "what": f"encoder {blob['path']}"}
+
+
+encoded_starts.record = start_record
+
+
 def fit_from(lm, recipe, token_lists, e_start: torch.Tensor | None, m: torch.Tensor,
              e_center: torch.Tensor | None, batch_size: int = 32, progress=None):
     """Fit e for each text with m frozen; starts at e_start rows (or e_center) plus noise."""

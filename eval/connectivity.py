@@ -139,8 +139,8 @@ def compute_pairs(cfg: ConnectivityConfig, root: Path, man: dict, stored_keys: s
     if len(pick) < cfg.compute:
         log(f"connectivity: only {len(pick)} pairs of solved restarts exist (asked {cfg.compute})")
     if lm is None:
-        dtype = cfg.dtype or man.get("precision") or "auto"
-        lm = load_model(man["model"]["name"], device=cfg.device or None, dtype=dtype)
+        lm = load_model(man["model"]["name"], device=cfg.device or None, dtype=cfg.dtype,
+                        record=man.get("precision"), what=f"corpus {root}")
     want = man.get("model", {}).get("weights_sha256")
     if want and lm.weights_sha256 != want:
         raise K.CorpusError(f"model {lm.name} has weights {lm.weights_sha256[:12]}, the corpus "

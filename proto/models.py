@@ -54,6 +54,15 @@ class LoadedModel:
     weights_sha256: str
     device: torch.device
     dtype: torch.dtype  # dtype the frozen weights are held in
+    precision_reason: str = ""   # why that dtype (decide_precision)
+    # set when dtype= overrode the artefact's own precision: the command says it once its
+    # input checks have passed (an error stays the one line it prints)
+    precision_note: str = ""
+
+    @property
+    def precision(self) -> str:
+        """The dtype's name as artefacts record it ('float32', 'bfloat16')."""
+        return str(self.dtype).replace("torch.", "")
 
     @property
     def identity(self) -> dict:
@@ -161,12 +170,25 @@ def cpu_precision() -> dict:
     if cached:
         return {"fast_bf16": cached["fast_bf16"],
                 "reason": f"cached measurement ({path}): {cached['reason']}"}
+    if not _writable(path):
+        # a decision that cannot be kept would be re-timed by every process, each free to
+        # decide otherwise under another load: fp32 is the same answer everywhere
+        return {"fast_bf16": False, "reason": f"the precision cache {path} cannot be written: "
+                "float32, the deterministic choice (PROTOSPACE_CPU_BF16=1 forces bf16)"}
     ratio = _measure_bf16_ratio()
     decision = {"fast_bf16": ratio < 0.67,
                 "reason": f"{'+'.join(have)}; bf16 matmul took {ratio:.2f}x fp32's time "
                           f"(measured {time.strftime('%Y-%m-%d')})"}
     _cache_decision(path, key, decision)
     return decision
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
 def _cache_decision(path: Path, key: str, decision: dict) -> None:
@@ -176,10 +198,9 @@ def _cache_decision(path: Path, key: str, decision: dict) -> None:
         data = {}
     data[key] = decision
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, data)
     except OSError:
-        pass  # a read-only cache only costs a re-measurement next time
+        pass  # checked writable just before; a failure now only costs a re-measurement
 
 
 def cpu_fast_bf16() -> bool:
@@ -192,6 +213,35 @@ def default_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_fast_bf16() else torch.float32
+
+
+def decide_precision(asked: str | torch.dtype | None, device: torch.device,
+                     record: str | None = None, what: str = "") -> tuple[torch.dtype, str]:
+    """THE precision decision of every command: (dtype, why).
+
+    An explicit dtype= (anything but '' or 'auto') is honoured; where it overrides what the
+    artefact `what` records, the reason says so (LoadedModel.precision_note), since one-pass
+    accuracy moves with precision.
+    Otherwise an artefact's record decides, so every path that reads one file decodes it alike;
+    an artefact that records none was made before precision was recorded, in float32. With no
+    artefact: bf16 on CUDA, the machine's cached choice on a CPU (cpu_precision), else fp32.
+    """
+    explicit = isinstance(asked, torch.dtype) or asked not in (None, "", "auto")
+    if explicit:
+        dt = resolve_dtype(asked, device)
+        own = resolve_dtype(record or "float32", device) if what else dt
+        why = f"dtype={str(dt)[6:]} as asked"
+        if own != dt:
+            why += f"; {what} was made in {str(own)[6:]}"
+        return dt, why
+    if what:
+        if record:
+            return resolve_dtype(record, device), f"recorded in {what}"
+        return torch.float32, f"{what} records no precision (made before it was recorded: float32)"
+    if device.type == "cuda":
+        return default_dtype(device), "auto on CUDA"
+    cpu = cpu_precision()
+    return (torch.bfloat16 if cpu["fast_bf16"] else torch.float32), f"auto: {cpu['reason']}"
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -337,18 +387,22 @@ def build_tiny_model(seed: int = 0, hidden: int = 128, layers: int = 2):
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None, verbose: bool = True) -> LoadedModel:
-    """Load `name` frozen on `device` with weights in `dtype` (auto: bf16 on CUDA / AMX CPUs)."""
+               dtype: str | torch.dtype | None = None, verbose: bool = True,
+               record: str | None = None, what: str = "") -> LoadedModel:
+    """Load `name` frozen on `device`, in the precision decide_precision(dtype, device,
+    record, what) picks: `record` is the precision the artefact `what` (a solution file, a
+    corpus, an encoder) was made in, '' when it records none; no `what` = no artefact."""
     if not name or not isinstance(name, str):
         raise ModelLoadError("model name is empty")
     dev = torch.device(device) if device else default_device()
-    wdtype = resolve_dtype(dtype, dev)
+    if name == "tiny-random" and not what and dtype in (None, "", "auto"):
+        # the tiny model is for correctness tests: fp32 unless asked otherwise
+        wdtype, why = torch.float32, "tiny-random: float32"
+    else:
+        wdtype, why = decide_precision(dtype, dev, record, what)
     if name == "tiny-random":
         model, tok = build_tiny_model()
         digest = state_sha256(model)
-        # The tiny model is for correctness tests; keep it fp32 unless asked otherwise.
-        if dtype in (None, "auto"):
-            wdtype = torch.float32
     else:
         # lazy: transformers costs seconds; models come through proto.models
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -384,5 +438,6 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
     model.to(device=dev, dtype=wdtype)
     # Fitting and decoding read logits only at scored positions; caching is for AR decoding.
     model.config.use_cache = False
+    note = why if "was made in" in why else ""
     return LoadedModel(model=model, tokenizer=tok, name=name, weights_sha256=digest,
-                       device=dev, dtype=wdtype)
+                       device=dev, dtype=wdtype, precision_reason=why, precision_note=note)

@@ -35,7 +35,7 @@ from proto.fit import FitRow, Fitter, Recipe, get_recipe, start_rows_at
 from proto.io import read_texts
 from proto.models import ModelFields, ModelLoadError, load_model
 from proto.progress import FitProgress
-from proto.providers import text_starts
+from proto.providers import start_record, text_starts
 from proto.start import PACKAGED, packaged_start
 from proto.tracking import run as mlflow_run
 
@@ -116,7 +116,9 @@ def setup(cfg: FitConfig):
         "sol-%Y%m%d-%H%M%S.safetensors")
     if out.is_dir():
         raise ValueError(f"--out {out} is a directory")
-    lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype)
+    # from an encoder's e: the decoder in the encoder's precision (as encoder.encode loads it)
+    record = start_record(cfg.init_from) if cfg.init_from else {}
+    lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype, **record)
     fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
                     tail_restarts=cfg.tail_restarts, tail_after=cfg.tail_after)
     toks = [lm.tokenize(t) for t in texts]
