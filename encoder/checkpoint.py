@@ -17,12 +17,12 @@ import torch
 from proto import config as C
 from proto.arrangement import Arrangement
 from proto.io import atomic_write_bytes
-from proto.models import resolve_dtype
+from proto.models import DEFAULT_MODEL
 
 from .config import EncoderConfig
 from .core import EncoderError, load_llm
 from .losses import Decoder
-from .models import Encoder, peft_key
+from .models import STATS, Encoder, peft_key
 
 FORMAT = "protospace.encoder/1"
 SHIPPED = Path(__file__).resolve().parent / "shipped"
@@ -51,13 +51,24 @@ def train_command(spec: str) -> str:
     return f"python -m encoder.train --config configs/encoder/default.yaml out={out}"
 
 
-def resolve(spec: str) -> Path:
-    """A checkpoint path: an encoder file, a training output dir, or 'default'."""
+def shipped(model: str = DEFAULT_MODEL) -> Path:
+    """The default encoder of decoder `model`: encoder/shipped/<model>.pt, whose recorded
+    decoder read() checks; never another model's file."""
+    p = SHIPPED / f"{model}.pt"
+    if not p.is_file():
+        have = sorted(f.stem for f in SHIPPED.glob("*.pt"))
+        raise EncoderError(f"no default encoder is shipped for model {model!r} (encoder/shipped/ "
+                           f"holds: {', '.join(have) or 'nothing'}); give --checkpoint FILE")
+    return p
+
+
+def resolve(spec: str, model: str = DEFAULT_MODEL) -> Path:
+    """A checkpoint path: an encoder file, a training output dir, 'default' (the shipped
+    encoder of `model`) or the name of another shipped encoder (encoder/shipped/NAME.pt)."""
     if spec == "default":
-        files = sorted(SHIPPED.glob("*.pt"))
-        if not files:
-            raise EncoderError("no encoder is shipped in encoder/shipped/")
-        return files[0]
+        return shipped(model)
+    if "/" not in spec and not spec.endswith(".pt") and (SHIPPED / f"{spec}.pt").is_file():
+        return SHIPPED / f"{spec}.pt"
     p = Path(spec)
     if p.is_dir():
         p = p / "encoder.pt"
@@ -67,14 +78,19 @@ def resolve(spec: str) -> Path:
     return p
 
 
-def read(spec: str) -> dict:
-    p = resolve(spec)
+def read(spec: str, model: str = DEFAULT_MODEL) -> dict:
+    p = resolve(spec, model)
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
-        raise EncoderError(f"cannot read encoder checkpoint {p}: {type(exc).__name__}") from None
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise EncoderError(f"cannot read encoder checkpoint {p} (damaged, truncated or not a "
+                           f"torch file): {why}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise EncoderError(f"{p} is not a protospace encoder checkpoint")
+    if spec == "default" and blob.get("llm", {}).get("name") != model:
+        raise EncoderError(f"{p} is shipped as {model}'s default encoder but was trained for "
+                           f"{blob.get('llm', {}).get('name')!r}")
     blob["path"] = str(p)
     return blob
 
@@ -89,7 +105,7 @@ def load_state(enc: Encoder, blob: dict) -> None:
     """Load a checkpoint's trained weights into `enc`; a checkpoint that lacks any of the
     encoder's trainable weights, or holds weights it does not have, is refused."""
     state = {peft_key(k): v for k, v in blob["state"].items()}
-    missing = sorted(enc.trainable_keys() - set(state))
+    missing = sorted(enc.trainable_keys() - set(state) - set(STATS))
     if missing:
         raise EncoderError(f"encoder {blob['path']} lacks trained weights, e.g. {missing[0]} "
                            f"({len(missing)} missing)")
@@ -105,11 +121,10 @@ def load(spec: str, lm=None, device: str = "", dtype: str = ""):
     blob = read(spec)
     cfg = C.from_dict(EncoderConfig, blob["config"])
     if lm is None:
-        own = precision(blob)
-        if dtype and dtype != "auto" and resolve_dtype(dtype, "cpu") != resolve_dtype(own, "cpu"):
-            print(f"note: encoder {blob['path']} was trained in {own}; decoding in {dtype} as "
-                  "asked", file=sys.stderr)
-        lm = load_llm(blob["llm"]["name"], device, dtype or own)
+        lm = load_llm(blob["llm"]["name"], device, dtype, record=precision(blob),
+                      what=f"encoder {blob['path']}")
+        if lm.precision_note:
+            print(f"note: {lm.precision_note}", file=sys.stderr)
     if lm.weights_sha256 != blob["llm"]["weights_sha256"]:
         raise EncoderError(f"encoder {blob['path']} belongs to decoder {blob['llm']['name']!r} "
                            f"(weights {blob['llm']['weights_sha256'][:12]}), not to "

@@ -134,17 +134,18 @@ class EmbedBody(nn.Module):
         super().__init__()
         self._lm = [lm]  # a list keeps the frozen LLM out of this module's parameters
         w = lm.model.get_input_embeddings().weight.detach().float()
-        self.scale = 1.0 / float(w.pow(2).mean().sqrt())
+        # The statistics of the frozen table are saved with the encoder (STATS), not rebuilt at
+        # load: rebuilt from a table held in another precision they would give other e's.
+        self.register_buffer("w_scale", w.pow(2).mean().rsqrt().cpu())
         self.dim = lm.d_model
         self.whiten = None
         if cfg.whiten:
-            # a fixed function of the frozen table, so rebuilt at load rather than saved
             mean = w.mean(0)
             cov = torch.cov((w - mean).T.cpu().double())
             vals, vecs = torch.linalg.eigh(cov)
             inv_root = (vecs * vals.clamp(min=vals.max() * 1e-6).rsqrt()) @ vecs.T
-            self.register_buffer("w_mean", mean.cpu(), persistent=False)
-            self.register_buffer("w_root", inv_root.float(), persistent=False)
+            self.register_buffer("w_mean", mean.cpu())
+            self.register_buffer("w_root", inv_root.float())
             self.whiten = True
         self.residual = None
         if cfg.residual_layers:
@@ -157,7 +158,7 @@ class EmbedBody(nn.Module):
     def forward(self, batch: dict) -> torch.Tensor:
         with torch.no_grad():
             x = self._lm[0].embed(batch["ids"]).float()
-            x = (x - self.w_mean) @ self.w_root if self.whiten else x * self.scale
+            x = (x - self.w_mean) @ self.w_root if self.whiten else x * self.w_scale
         if self.residual is not None:
             x = x + self.out(self.residual(batch))
         return x
@@ -214,6 +215,11 @@ class HFBody(nn.Module):
 
 
 PEFT = "body.peft."   # where a LoRA encoder's adapters sit in its state
+
+
+# The statistics of the frozen embedding table that a positional encoder's forward pass reads:
+# saved with its weights; files made before they were saved rebuild them at load.
+STATS = ("body.w_scale", "body.w_mean", "body.w_root")
 
 
 def peft_key(key: str) -> str:
@@ -301,7 +307,8 @@ class Encoder(nn.Module):
         names = {n for n, p in self.named_parameters() if p.requires_grad}
         lora = isinstance(self.body, LoraBody)
         out = {k: v for k, v in self.state_dict().items()
-               if (k in names or k in ("offset", "m")) and not (lora and k.startswith(PEFT))}
+               if (k in names or k in ("offset", "m") or k in STATS)
+               and not (lora and k.startswith(PEFT))}
         if lora:
             from peft import get_peft_model_state_dict  # lazy: peft is needed only by LoRA
             out.update({PEFT + k: v
