@@ -1,10 +1,17 @@
 import os
+import sys
 
 import pytest
 
 # Tests never write to the user's MLflow store or model cache.
 os.environ.setdefault("PROTOSPACE_NO_MLFLOW", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One PATH for every process of the suite, the venv's bin first: torch's extension builder
+# runs the first ninja on PATH, and a build made with another ninja is rebuilt (a minute or
+# two each time DeepSpeed's CPU comm extension is rebuilt for a launcher test).
+_BIN = os.path.dirname(sys.executable)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
 @pytest.fixture(scope="session")
