@@ -33,9 +33,10 @@ curve=true it runs K refinement steps on the first curve_texts texts from the en
 match after each K of curve_steps.
 Per method: one-pass token accuracy, exact-match rate and C_tokens, overall, per length and
 per source; for the encoder and kNN also accuracy per position and per token frequency in the
-training texts (where it fails). Writes out/{config.yaml,results.json,positions.png}. The
-last stdout line is JSON with eval/one_pass_acc, eval/exact_match, eval/c_tokens and
-eval/<method>_acc ... for every baseline.
+texts the encoder trained on, drawn again from its config and step (where it fails; a
+stream-trained encoder has no corpus to count them in). Writes out/{config.yaml,results.json,
+positions.png}. The last stdout line is JSON with eval/one_pass_acc, eval/exact_match,
+eval/c_tokens and eval/<method>_acc ... for every baseline.
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ from .core import EncoderError, check_corpus, prepare, read_corpus
 from .data import Example, as_example, eval_order, make_stream
 from .models import encode_tokens
 from .refine import REFINE_LR, compare, curves
+from .seen import training_counts
 
 METHODS = ("encoder", "optimised", "knn", "mean", "start", "random")
 # what the tables print for each method; MLflow metrics keep the method names (eval/start_acc)
@@ -268,10 +270,23 @@ def unseen_examples(setup, path: str, limit: int) -> list[Example]:
     return eval_order(xs, setup.split.cfg.seed, limit)
 
 
-def positions_block(enc, setup, examples: list[Example], knn: str) -> dict:
-    """Accuracy by position and by training-token frequency, for the encoder and kNN."""
+def trained_counts(enc, blob: dict, setup) -> tuple[Counter | None, dict]:
+    """Token counts over the texts the encoder trained on, and what was counted; a note on
+    stderr when the frequency buckets are left out or rest on a sample."""
+    with enc.decoding():  # a stream's continuations are the plain decoder's samples
+        counts, seen = training_counts(blob, setup.lm)
+    why = seen.get("omitted") or seen.get("note") or (
+        "counts estimated from every k-th training position" if seen.get("estimated") else "")
+    if why:
+        print(f"note: accuracy by token frequency: {why}", file=sys.stderr)
+    return counts, seen
 
-    counts = Counter(t for x in setup.split.train_corpus for t in x.token_ids)
+
+def positions_block(enc, setup, examples: list[Example], knn: str,
+                    counts: Counter | None) -> dict:
+    """Accuracy by position and by training-token frequency (None: no frequency buckets),
+    for the encoder and kNN."""
+
     toks = [x.token_ids for x in examples]
     e = encode_examples(enc, examples, setup.lm.device)
     with enc.decoding():
@@ -425,7 +440,8 @@ def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
         mr.tags({"stage": "encoder-evaluate", "model": blob["llm"]["name"],
                  "corpus": corpus, "encoder": blob["path"]})
         res = evaluate(enc, setup, examples, cfg.knn)
-        where = positions_block(enc, setup, examples, cfg.knn)
+        counts, seen = trained_counts(enc, blob, setup)
+        where = positions_block(enc, setup, examples, cfg.knn, counts)
         metrics = flat_metrics(res)
         refined, curve = refine_blocks(cfg, enc, setup, examples, recipe)
         if refined:
@@ -436,7 +452,8 @@ def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
                             for k, v in by_k.items() for f in ("acc", "exact")})
         mr.metrics(metrics)
         report = {"checkpoint": blob["path"], "corpus": corpus, "texts": len(examples),
-                  "methods": res, "positions": where, "refine": refined, "curve": curve}
+                  "methods": res, "positions": where, "frequency_counts": seen,
+                  "refine": refined, "curve": curve}
         write_outputs(Path(cfg.out), cfg, report, mr,
                       plots={"positions.png": lambda rep: P.plot(rep["positions"])})
     return res, metrics, refined, curve

@@ -26,13 +26,17 @@ def token_hits(decoder, e: torch.Tensor, m, token_lists: list[list[int]],
     return out
 
 
-def breakdown(hits: list[list[bool]], token_lists: list[list[int]], counts: Counter) -> dict:
-    """{'by_position': {N: [acc at position 0..N-1]}, 'by_frequency': {bucket: {acc, tokens}}}."""
+def breakdown(hits: list[list[bool]], token_lists: list[list[int]],
+              counts: Counter | None) -> dict:
+    """{'by_position': {N: [acc at position 0..N-1]}, 'by_frequency': {bucket: {acc, tokens}}};
+    no 'by_frequency' when the training counts are unknown (None)."""
     by_len: dict[int, list[list[bool]]] = {}
     for h in hits:
         by_len.setdefault(len(h), []).append(h)
     pos = {str(n): [sum(h[i] for h in hs) / len(hs) for i in range(n)]
            for n, hs in sorted(by_len.items())}
+    if counts is None:
+        return {"by_position": pos}
     freq = {}
     for label, lo, hi in FREQ_BUCKETS:
         cells = [ok for h, t in zip(hits, token_lists) for ok, tok in zip(h, t)
@@ -45,8 +49,9 @@ def plot(res: dict):
     """Accuracy per position (one panel per length) and per frequency bucket, per method."""
     import matplotlib.pyplot as plt  # lazy: matplotlib (~1 s) is needed only to draw plots
     lengths = sorted({int(n) for r in res.values() for n in r["by_position"]})
-    fig, axes = plt.subplots(1, len(lengths) + 1, figsize=(4.2 * (len(lengths) + 1), 3.6),
-                             squeeze=False)
+    freq = all("by_frequency" in r for r in res.values())
+    panels = len(lengths) + freq
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.6), squeeze=False)
     for ax, n in zip(axes[0], lengths):
         for method, r in res.items():
             acc = r["by_position"].get(str(n))
@@ -57,7 +62,13 @@ def plot(res: dict):
         ax.set_xlabel("position")
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=7)
-    ax = axes[0][-1]
+    if freq:
+        _frequency_panel(axes[0][-1], res)
+    fig.tight_layout()
+    return fig
+
+
+def _frequency_panel(ax, res: dict):
     labels = [b[0] for b in FREQ_BUCKETS]
     width = 0.8 / max(1, len(res))
     for j, (method, r) in enumerate(res.items()):
@@ -67,5 +78,3 @@ def plot(res: dict):
     ax.set_xlabel("token's count in the training texts")
     ax.set_title("accuracy by token frequency", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
