@@ -27,11 +27,20 @@ def save_start(path: str | Path, e0: torch.Tensor, m0: torch.Tensor, lm, arrange
     tmp.replace(path)  # a crash mid-write leaves the previous start intact
 
 
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why torch.load failed, in words: its exception types (EOFError, UnpicklingError,
+    RuntimeError) say nothing about the file."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    why = (str(exc).splitlines() or [""])[0][:100] or type(exc).__name__
+    return f"not a whole torch file: truncated, or another kind of file ({why})"
+
+
 def _read(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise ValueError(f"cannot read start file {path}: {type(exc).__name__}") from None
+        raise ValueError(f"cannot read start file {path}: {_unreadable(path, exc)}") from None
     if not isinstance(data, dict) or not {"e", "m", "weights_sha256"} <= set(data):
         raise ValueError(f"{path} is not a start file (written by python -m proto.meta)")
     return data
