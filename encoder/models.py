@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -170,8 +171,12 @@ class LoraBody(nn.Module):
         from peft import LoraConfig, get_peft_model  # lazy: peft is needed only by LoRA encoders
         pc = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                         target_modules=list(cfg.lora_targets), bias="none")
-        # get_peft_model injects the adapters into lm.model in place and freezes its weights
-        self.peft = get_peft_model(lm.model, pc)
+        # get_peft_model injects the adapters into lm.model in place and freezes its weights;
+        # it reads transformers' deprecated is_gradient_checkpointing, whose FutureWarning
+        # would reach every LoRA command's terminal with nothing for a user to change
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
+            self.peft = get_peft_model(lm.model, pc)
         self.dim = lm.d_model
 
     def forward(self, batch: dict) -> torch.Tensor:
