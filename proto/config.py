@@ -243,6 +243,18 @@ class _OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _place_positionals(a: argparse.Namespace, names: list[str], fields: set[str]) -> None:
+    """argparse gives the first free word to the positional even when it is an override
+    (`proto.decode mlflow=false FILE` read the path `mlflow=false`): the positionals are the
+    first words that are not `field=...` of a known field, in order."""
+    words = [w for w in (getattr(a, n) for n in names) if w is not None] + list(a.overrides)
+    keyed = ["=" in w and w.split("=", 1)[0].split(".")[0] in fields for w in words]
+    plain = [w for w, k in zip(words, keyed) if not k]
+    for n in names:
+        setattr(a, n, plain.pop(0) if plain else None)
+    a.overrides = [w for w, k in zip(words, keyed) if k] + plain
+
+
 def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
               paths: dict[str, str] | None = None, lists: dict[str, str] | None = None,
               positional: dict[str, str] | None = None) -> T | None:
@@ -269,10 +281,13 @@ def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
     p.add_argument("--summary", metavar="FILE", default=None,
                    help="also write the one-line JSON summary to FILE")
     for field, help_text in (positional or {}).items():
-        p.add_argument(field, help=help_text)
+        # optional here: a missing one is the config's own one-line error (__post_init__)
+        p.add_argument(field, nargs="?", default=None, help=help_text)
     p.add_argument("overrides", nargs="*", help="key=value (dotted keys for nested fields)")
     # intermixed: key=value overrides may come before and after the flags
     a = p.parse_intermixed_args(argv)
+    if positional:
+        _place_positionals(a, list(positional), {f.name for f in dataclasses.fields(cls)})
     hints = typing.get_type_hints(cls)
     global _summary_file
     _summary_file = None
