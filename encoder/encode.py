@@ -14,13 +14,11 @@ noise, m frozen at the encoder's m); a text that decodes exactly stops early. Th
 in the precision the encoder was trained in unless dtype= says otherwise. Texts of lengths the
 encoder was not trained on are encoded too and reported as such; a text longer than the
 encoder's maximum is refused. Each text is printed as its e decodes in one pass (after
-refinement, if any) beside its accuracy, each run of wrong tokens as [decoded→wanted]: the
-default encoder decodes a demo text as `0.429  A[ child child child→ small dog followed] the`
-and so on.
-
-The last stdout line is JSON: texts, accuracy_mean, exact_match
-(after refinement when refine_steps > 0, with encoded_accuracy_mean beside them), seconds,
-untrained_lengths, out.
+refinement, if any) beside its accuracy, each run of wrong tokens as [decoded→wanted]; the
+default encoder's e for a demo text after refine_steps=10 prints as
+`0.429  A[ child child child→ small dog followed] the[ all→ children] all ...`.
+The last stdout line is JSON: texts, accuracy_mean, exact_match (after refinement when
+refine_steps > 0, with encoded_accuracy_mean beside them), seconds, untrained_lengths, out.
 """
 from __future__ import annotations
 
