@@ -4,6 +4,12 @@ Tensors: `e` [R, d] and, when the arrangement uses it, `m` [R, d] (float32).
 Metadata key `protospace` holds JSON: format, model identity, arrangement (name + prefix ids),
 recipe, and per row: text, token_ids, accuracy, c_tokens, steps, seconds.
 Written atomically (temp file + rename) so a crash never leaves half a file.
+
+A chunked file holds several e per text, one row per chunk of a text's tokens: each row adds
+`text_id` (the text's index in the meta's `texts`), `chunk` (its index within the text) and
+`span` ([start, end) token offsets into the text), and its token_ids are the chunk's. The
+meta's `texts` lists the whole texts ({text, token_ids}); a text is rebuilt by concatenating
+its chunks in chunk order. Files without `text_id` are one e per text.
 """
 from __future__ import annotations
 
@@ -60,4 +66,51 @@ def load(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
                             f"{len(meta.get('rows', []))} rows")
     if not torch.isfinite(e).all() or (m is not None and not torch.isfinite(m).all()):
         raise SolutionError(f"{p}: solution holds non-finite values")
+    if is_chunked(meta):
+        check_chunks(p, meta)
     return e, m, meta
+
+
+def chunk_spans(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) offsets of consecutive chunks of `size` tokens over n (the last may be
+    shorter); size 0 = one span over all n."""
+    if size <= 0:
+        return [(0, n)]
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def chunk_rows(token_lists: list[list[int]], size: int) -> list[dict]:
+    """One dict per chunk of every text, texts in order: text_id, chunk, span, token_ids."""
+    return [{"text_id": i, "chunk": k, "span": [s, t], "token_ids": ids[s:t]}
+            for i, ids in enumerate(token_lists)
+            for k, (s, t) in enumerate(chunk_spans(len(ids), size))]
+
+
+def is_chunked(meta: dict) -> bool:
+    return any("text_id" in r for r in meta.get("rows", []))
+
+
+def text_rows(meta: dict) -> list[list[int]]:
+    """For each whole text, the indices of its rows in chunk order."""
+    out: list[list[int]] = [[] for _ in meta["texts"]]
+    for i, r in enumerate(meta["rows"]):
+        out[r["text_id"]].append(i)
+    return [sorted(ix, key=lambda i: meta["rows"][i]["chunk"]) for ix in out]
+
+
+def check_chunks(p: Path, meta: dict) -> None:
+    """A chunked file's rows must tile each of its texts exactly, or a rebuilt text would
+    silently lose or repeat tokens."""
+    texts, rows = meta.get("texts"), meta["rows"]
+    if not isinstance(texts, list) or not texts:
+        raise SolutionError(f"{p}: rows carry text_id but the metadata lists no texts")
+    for i, r in enumerate(rows):
+        if not (isinstance(r.get("text_id"), int) and 0 <= r["text_id"] < len(texts)):
+            raise SolutionError(f"{p}: row {i} has text_id {r.get('text_id')!r}, not one of "
+                                f"the {len(texts)} texts")
+    for t, ix in enumerate(text_rows(meta)):
+        got = [tok for i in ix for tok in rows[i]["token_ids"]]
+        spans = [rows[i]["span"] for i in ix]
+        ends = [0] + [s[1] for s in spans[:-1]]
+        if got != texts[t]["token_ids"] or [s[0] for s in spans] != ends:
+            raise SolutionError(f"{p}: the chunks of text {t} do not tile its tokens")
