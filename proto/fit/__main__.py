@@ -6,6 +6,8 @@
   python -m proto.fit --model tiny-random --text "hello" max_steps=300    # tiny CPU run
   python -m proto.fit --config configs/proto/fit.yaml recipe=paper lr=0.02
   python -m proto.fit --texts-file texts.txt --init-from default   # start at the encoder's e
+  python -m proto.fit --texts-file texts.txt --chunk 8 --out chunks.safetensors  # e per 8 tokens
+  python -m proto.fit --model tiny-random --text "a long text ..." --chunk 4 max_steps=300
   python -m proto.decode sols.safetensors
 
 Any Recipe field may be given as key=value (`lr=0.02` means recipe_overrides.lr=0.02).
@@ -16,6 +18,11 @@ encoder's m, then fits with the recipe (its lr and schedule, noise 0.01). That i
 in general: the recipe's first large steps undo most of the head start, and from the N = 8
 positional encoder a corpus took more steps than from e0 (docs/results.md [P6]); for K plain
 refinement steps from an encoder's e use `encoder.encode refine_steps=K`.
+--chunk C splits each text's tokens into chunks of C (the last may be shorter) and fits every
+chunk as its own row of one batched fit: a chunked solution file (proto.solution) with one
+row per chunk, the best of its restarts, which proto.decode rebuilds into the whole texts from
+one forward pass. A text is solved when all its chunks are; texts longer than the decoder's
+context fit this way.
 Prints a one-line JSON summary as the last stdout line (its `start` names where e started)
 and logs a run to MLflow (experiment `proto`). Errors are one line on stderr and exit code 2.
 """
@@ -58,6 +65,7 @@ class FitConfig(ModelFields):
     tail_after: float = 1.5          # a straggler: a row at this x the median solved steps
     seed: int = 0
     max_steps: int = 0               # 0 = the recipe's cap
+    chunk: int = 0                   # tokens per e (0 = one e per text)
     mlflow: bool = True
 
     def __post_init__(self):
@@ -67,6 +75,8 @@ class FitConfig(ModelFields):
             raise ValueError("batch_size must be >= 1")
         if min(self.max_steps, self.tail_restarts, self.tail_after) < 0:
             raise ValueError("max_steps, tail_restarts and tail_after must be >= 0")
+        if self.chunk < 0:
+            raise ValueError("chunk must be >= 0 (0 = one e per text)")
 
 
 def recipe_shorthand(argv: list[str]) -> list[str]:
@@ -125,26 +135,69 @@ def setup(cfg: FitConfig):
     for t, ids in zip(texts, toks):
         if not ids:
             raise ValueError(f"text {t!r} has no tokens")
-        fitter.check_length(len(ids))
-    frozen_m, start = (init_from(cfg.init_from, cfg, lm, fitter, toks) if cfg.init_from
+    chunks = solution.chunk_rows(toks, cfg.chunk) if cfg.chunk else None
+    units = [c["token_ids"] for c in chunks] if chunks else toks
+    check_lengths(fitter, units, cfg.chunk)
+    frozen_m, start = (init_from(cfg.init_from, cfg, lm, fitter, units) if cfg.init_from
                        else (None, recipe_start(fitter)))
-    return texts, toks, fitter, frozen_m, start, out
+    return texts, toks, chunks, fitter, frozen_m, start, out
+
+
+def check_lengths(fitter, units: list[list[int]], chunk: int) -> None:
+    for ids in units:
+        try:
+            fitter.check_length(len(ids))
+        except ValueError as exc:
+            if chunk:
+                raise
+            raise ValueError(f"{exc}; --chunk C fits it as several e's of C tokens") from None
+
+
+def result_row(r) -> dict:
+    return {"restart": r.restart, "accuracy": r.accuracy, "c_tokens": r.c_tokens,
+            "steps": r.steps, "seconds": r.seconds, "loss": r.loss, "status": r.status}
 
 
 def write(cfg: FitConfig, fitter, texts, rows, res, out: Path) -> None:
+    meta = {"rows": [{"text": texts[i // cfg.restarts], "token_ids": rows[i].token_ids,
+                      **result_row(r)} for i, r in enumerate(res)]}
+    save(cfg, fitter, res, meta, out)
+
+
+def write_chunked(cfg: FitConfig, fitter, texts, toks, chunks, best, out: Path) -> None:
+    """One row per chunk (its best restart), with the whole texts beside them."""
+    lm = fitter.lm
+    meta = {"rows": [{"text": lm.detokenize(c["token_ids"]), **c, **result_row(b)}
+                     for c, b in zip(chunks, best)],
+            "texts": [{"text": t, "token_ids": ids} for t, ids in zip(texts, toks)]}
+    save(cfg, fitter, best, meta, out)
+
+
+def save(cfg: FitConfig, fitter, res, meta: dict, out: Path) -> None:
     lm, recipe = fitter.lm, fitter.recipe
     e = torch.stack([r.e for r in res])
     m = torch.stack([r.m for r in res]) if fitter.arr.uses_m else None
-    meta = {
+    solution.save(out, e, m, {
         "model": lm.identity, "precision": str(lm.dtype).replace("torch.", ""),
         "arrangement": {**fitter.arr.to_dict(), "prefix_spec": recipe.prefix},
-        "recipe": dataclasses.asdict(recipe), "config": C.to_dict(cfg),
-        "rows": [{"text": texts[i // cfg.restarts], "restart": r.restart,
-                  "token_ids": rows[i].token_ids, "accuracy": r.accuracy,
-                  "c_tokens": r.c_tokens, "steps": r.steps, "seconds": r.seconds,
-                  "loss": r.loss, "status": r.status} for i, r in enumerate(res)],
-    }
-    solution.save(out, e, m, meta)
+        "recipe": dataclasses.asdict(recipe), "config": C.to_dict(cfg), **meta})
+
+
+def chunk_summary(texts, chunks, best) -> tuple[dict, list[str]]:
+    """Texts solved (all their chunks), chunks solved, and a line per text."""
+    by_text: list[list] = [[] for _ in texts]
+    for c, b in zip(chunks, best):
+        by_text[c["text_id"]].append(b)
+    lines, accs = [], []
+    for i, bs in enumerate(by_text):
+        c, n = sum(b.c_tokens for b in bs), sum(b.n_tokens for b in bs)
+        accs.append(c / n)
+        lines.append(f"text {i}: accuracy {c / n:.3f} ({c}/{n} tokens), "
+                     f"{sum(b.solved for b in bs)}/{len(bs)} chunks solved, "
+                     f"{max(b.steps for b in bs)} steps at most")
+    return {"solved": sum(all(b.solved for b in bs) for bs in by_text),
+            "chunks": len(chunks), "chunks_solved": sum(b.solved for b in best),
+            "accuracy_mean": sum(accs) / len(accs)}, lines
 
 
 def main(argv=None) -> int:
@@ -159,16 +212,21 @@ def main(argv=None) -> int:
                                           "above)",
                              "model": "alias, hub id or local path (default smollm2-135m)",
                              "recipe": "default | default_v1 | sink | paper",
-                             "restarts": "rows per text"},
+                             "restarts": "rows per text",
+                             "chunk": "tokens per e: split each text into chunks of C "
+                                      "tokens, one e each (0 = one e per text)"},
                       lists={"text": "a text to fit (repeatable)"})
     if cfg is None:
         return 2
     try:
-        texts, toks, fitter, frozen_m, start, out = setup(cfg)
+        texts, toks, chunks, fitter, frozen_m, start, out = setup(cfg)
     except (ModelLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows = [FitRow(ids, f"text{i}", r) for i, ids in enumerate(toks) for r in range(cfg.restarts)]
+    # a chunked fit's rows are its chunks: every chunk of every text in one batched fit
+    units = [c["token_ids"] for c in chunks] if chunks else toks
+    rows = [FitRow(ids, f"text{i}", r) for i, ids in enumerate(units)
+            for r in range(cfg.restarts)]
     t0 = time.time()
     recipe = fitter.recipe
     with mlflow_run("proto", cfg, run_name="fit", enabled=cfg.mlflow,
@@ -178,12 +236,19 @@ def main(argv=None) -> int:
                          else "row", m=frozen_m)
         prog.close()
         secs = time.time() - t0
-        write(cfg, fitter, texts, rows, res, out)
         best = [max(res[i * cfg.restarts:(i + 1) * cfg.restarts], key=lambda r: r.accuracy)
-                for i in range(len(texts))]
+                for i in range(len(units))]
+        if chunks:
+            write_chunked(cfg, fitter, texts, toks, chunks, best, out)
+            counts, lines = chunk_summary(texts, chunks, best)
+        else:
+            write(cfg, fitter, texts, rows, res, out)
+            counts = {"solved": sum(b.solved for b in best),
+                      "accuracy_mean": sum(b.accuracy for b in best) / len(best)}
+            lines = [f"text {i}: accuracy {b.accuracy:.3f} ({b.c_tokens}/{b.n_tokens} tokens) "
+                     f"in {b.steps} steps, {b.seconds:.1f} s" for i, b in enumerate(best)]
         summary = {
-            "texts": len(texts), "rows": len(res), "solved": sum(b.solved for b in best),
-            "accuracy_mean": sum(b.accuracy for b in best) / len(best),
+            "texts": len(texts), "rows": len(res), **counts,
             "steps_median": statistics.median(r.steps for r in res),
             "seconds": round(secs, 2), "seconds_per_text": round(secs / len(texts), 2),
             "model": fitter.lm.name, "recipe": recipe.name, "start": start, "out": str(out),
@@ -192,9 +257,7 @@ def main(argv=None) -> int:
                     summary["accuracy_mean"], "fit/steps_median": summary["steps_median"],
                     "fit/seconds": secs})
         mr.artifact(out)
-    for i, b in enumerate(best):
-        print(f"text {i}: accuracy {b.accuracy:.3f} ({b.c_tokens}/{b.n_tokens} tokens) in "
-              f"{b.steps} steps, {b.seconds:.1f} s")
+    print("\n".join(lines))
     C.print_summary(summary)
     return 0
 
