@@ -441,40 +441,11 @@ class Trainer:
         return summary
 
 
-LOCAL_RANK_FLAGS = ("--local_rank", "--local-rank")  # deepspeed; torch.distributed.launch
-
-
-def take_local_rank(argv: list[str]) -> list[str]:
-    """argv without the launchers' `--local_rank N` / `--local_rank=N`, which is no config key.
-    The flag fills in LOCAL_RANK where no launcher set it; where one did (torchrun, deepspeed),
-    the environment wins, since it is what torch.distributed and DeepSpeed read."""
-    rest, flag = [], None
-    it = iter(argv)
-    for a in it:
-        name, eq, value = a.partition("=")
-        if name not in LOCAL_RANK_FLAGS:
-            rest.append(a)
-            continue
-        flag = value if eq else next(it, "")
-        _check_rank(flag, name)
-    if flag is not None:
-        os.environ.setdefault("LOCAL_RANK", flag)
-    _check_rank(os.environ.get("LOCAL_RANK", "0"), "LOCAL_RANK")
-    return rest
-
-
-def _check_rank(value: str, where: str) -> None:
-    if not (value.isascii() and value.isdigit()):
-        raise C.ConfigError(f"{where} must be a local rank (0, 1, ...), not {value!r}")
+# the launchers' --local_rank is taken by the command front (proto.config.take_local_rank)
+take_local_rank = C.take_local_rank
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        argv = take_local_rank(argv)
-    except C.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     cfg = C.parse_cli(EncoderConfig, __doc__, argv, prog="python -m encoder.train")
     if cfg is None:
         return 2

@@ -255,6 +255,33 @@ def _place_positionals(a: argparse.Namespace, names: list[str], fields: set[str]
     a.overrides = [w for w, k in zip(words, keyed) if k] + plain
 
 
+LOCAL_RANK_FLAGS = ("--local_rank", "--local-rank")  # deepspeed; torch.distributed.launch
+
+
+def take_local_rank(argv: list[str]) -> list[str]:
+    """argv without the launchers' `--local_rank N` / `--local_rank=N`, which is no config key.
+    The flag fills in LOCAL_RANK where no launcher set it; where one did (torchrun, deepspeed),
+    the environment wins, since it is what torch.distributed and DeepSpeed read."""
+    rest, flag = [], None
+    it = iter(argv)
+    for a in it:
+        name, eq, value = a.partition("=")
+        if name not in LOCAL_RANK_FLAGS:
+            rest.append(a)
+            continue
+        flag = value if eq else next(it, "")
+        _check_rank(flag, name)
+    if flag is not None:
+        os.environ.setdefault("LOCAL_RANK", flag)
+    _check_rank(os.environ.get("LOCAL_RANK", "0"), "LOCAL_RANK")
+    return rest
+
+
+def _check_rank(value: str, where: str) -> None:
+    if not (value.isascii() and value.isdigit()):
+        raise ConfigError(f"{where} must be a local rank (0, 1, ...), not {value!r}")
+
+
 def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
               paths: dict[str, str] | None = None, lists: dict[str, str] | None = None,
               positional: dict[str, str] | None = None) -> T | None:
@@ -284,6 +311,12 @@ def parse_cli(cls: type[T], doc: str, argv=None, prog: str | None = None,
         # optional here: a missing one is the config's own one-line error (__post_init__)
         p.add_argument(field, nargs="?", default=None, help=help_text)
     p.add_argument("overrides", nargs="*", help="key=value (dotted keys for nested fields)")
+    # every command runs under the launchers (data_gen.build shards by rank too)
+    try:
+        argv = take_local_rank(list(sys.argv[1:] if argv is None else argv))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
     # intermixed: key=value overrides may come before and after the flags
     a = p.parse_intermixed_args(argv)
     if positional:
