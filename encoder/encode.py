@@ -5,6 +5,8 @@ the file like a fitted one.
   python -m encoder.encode --checkpoint default --texts-file configs/demo_texts.txt \\
       --out outputs/encoded.safetensors
   python -m encoder.encode --checkpoint default --texts-file F --out X refine_steps=10
+  python -m encoder.encode --checkpoint default --texts-file F --out X chunk=8 refine_steps=10
+  python -m encoder.encode --checkpoint default --texts-file F --out X chunk=auto
   python -m encoder.encode --checkpoint outputs/encoder/tiny --text "hello there" \\
       --out /tmp/enc.safetensors mlflow=false                   # tiny CPU run (seconds)
   python -m proto.decode outputs/encoded.safetensors
@@ -17,8 +19,20 @@ encoder's maximum is refused. Each text is printed as its e decodes in one pass 
 refinement, if any) beside its accuracy, each run of wrong tokens as [decoded→wanted]; the
 default encoder's e for a demo text after refine_steps=10 prints as
 `0.429  A[ child child child→ small dog followed] the[ all→ children] all ...`.
-The last stdout line is JSON: texts, accuracy_mean, exact_match (after refinement when
-refine_steps > 0, with encoded_accuracy_mean beside them), seconds, untrained_lengths, out.
+
+chunk=C splits each text's tokens into chunks of C (the last may be shorter), one e each:
+every chunk of every text is encoded in ONE encoder call and decoded in one forward pass,
+refined per chunk (batched across all texts) when refine_steps > 0, and written as a chunked
+solution file (proto.solution; proto.decode rebuilds the whole texts). Each whole text is
+printed as its chunks decode, and it counts as exact when all its chunks are. chunk=auto is the
+checkpoint's stored chunk length, else the longest length it trained on (capped by its
+positions); a C above the encoder's maximum is refused. chunk=0 (the default) is one e per
+text, since the shipped default's auto length is 20 tokens, whole 15-20-token sentences
+(docs/research/chunking measures C = 8, 6, 4 beside it).
+
+The last stdout line is JSON: texts, accuracy_mean (mean over texts), token_accuracy (over all
+tokens), exact_match (after refinement when refine_steps > 0, with the encoded_ ones beside
+them), chunk and chunks (e's written), seconds, untrained_lengths, out.
 """
 from __future__ import annotations
 
@@ -52,11 +66,15 @@ class EncodeConfig:
     refine_steps: int = 0            # decode-loss steps from the encoder's e (0 = none)
     refine_lr: float = REFINE_LR
     batch_size: int = 64
+    chunk: int | str = 0             # tokens per e: C, auto (the checkpoint's) or 0 (whole text)
     mlflow: bool = True
 
     def __post_init__(self):
         if not self.out:
             raise ValueError("--out FILE is required")
+        if self.chunk != "auto" and not (isinstance(self.chunk, int) and self.chunk >= 0):
+            raise ValueError(f"chunk={self.chunk!r}: give a number of tokens >= 1, auto, or 0 "
+                             f"(one e per text)")
         if self.refine_steps < 0 or self.refine_lr <= 0 or self.batch_size < 1:
             raise ValueError("refine_steps must be >= 0, refine_lr > 0, batch_size >= 1")
 
@@ -86,6 +104,19 @@ def encode_texts(enc, lm, texts: list[str], batch_size: int = 64) -> tuple[torch
     return encode_tokens(enc, toks, texts, batch_size=batch_size).cpu(), toks
 
 
+def chunk_length(spec: int | str, enc, blob: dict) -> int:
+    """Tokens per e (0 = whole texts); ValueError (one line) above the encoder's maximum."""
+    if spec == "auto":
+        # the length the encoder is strongest at, unless the checkpoint names one
+        size = blob.get("chunk") or max(blob["lengths"])
+        return min(size, enc.max_tokens) if enc.max_tokens else size
+    if enc.max_tokens and spec > enc.max_tokens:
+        raise ValueError(f"chunk={spec} is more than the encoder's maximum of "
+                         f"{enc.max_tokens} tokens (chunk=auto: "
+                         f"{chunk_length('auto', enc, blob)})")
+    return spec
+
+
 def solution_meta(lm, decoder, blob: dict, texts, toks, acc, c, steps) -> dict:
     trained = set(blob["lengths"])
     return {
@@ -102,7 +133,8 @@ def solution_meta(lm, decoder, blob: dict, texts, toks, acc, c, steps) -> dict:
 
 
 def load_inputs(cfg: EncodeConfig):
-    """(texts, encoder, decoder, m, blob); EncoderError or ValueError with one line."""
+    """(texts, encoder, decoder, m, blob, chunk length); EncoderError or ValueError with one
+    line."""
     texts = read_texts(cfg.text, cfg.texts_file)
     if Path(cfg.out).is_dir():
         raise ValueError(f"--out {cfg.out} is a directory")
@@ -111,13 +143,58 @@ def load_inputs(cfg: EncodeConfig):
         # refinement fits e with m frozen (encoder.refine), so it needs the encoder's m
         raise ValueError(f"encoder {blob['path']} decodes with arrangement "
                          f"{decoder.arr.name}, without m: refine_steps needs an m")
+    size = chunk_length(cfg.chunk, enc, blob)
+    hint = "" if size else (f"; chunk=C encodes it as several e's of C tokens (chunk=auto: "
+                            f"{chunk_length('auto', enc, blob)})")
     for t in texts:
         n = len(decoder.lm.tokenize(t))
-        if enc.max_tokens and n > enc.max_tokens:
+        if not size and enc.max_tokens and n > enc.max_tokens:
             raise ValueError(f"text {t[:40]!r}... has {n} tokens, more than the encoder's "
-                             f"maximum of {enc.max_tokens}")
-        decoder.check_length(n, f"text {t[:40]!r}")
-    return texts, enc, decoder, m, blob
+                             f"maximum of {enc.max_tokens}{hint}")
+        try:
+            decoder.check_length(min(n, size) if size else n, f"text {t[:40]!r}")
+        except ValueError as exc:
+            raise ValueError(f"{exc}{hint}") from None
+    return texts, enc, decoder, m, blob, size
+
+
+def write(cfg, lm, decoder, blob, em, parts, pred, steps) -> None:
+    """The solution file: a row per text, or per chunk with the whole texts beside them."""
+    (e, m), (texts, toks, chunks, units) = em, parts
+    acc = [hit_rate(p, ids) for p, ids in zip(pred, units)]
+    c = [round(x * len(ids)) for x, ids in zip(acc, units)]
+    mm = None if m is None else m.detach().float().cpu().reshape(1, -1).expand(len(units), -1)
+    unit_texts = [lm.detokenize(ids) for ids in units] if chunks else texts
+    meta = solution_meta(lm, decoder, blob, unit_texts, units, acc, c, steps)
+    if chunks:
+        meta = chunked_meta(meta, chunks, texts, toks)
+    solution.save(Path(cfg.out), e, mm, meta)
+
+
+def chunked_meta(meta: dict, chunks: list[dict], texts, toks) -> dict:
+    """The rows of a chunk-per-row file, with each chunk's place in its text."""
+    rows = [{**r, **{k: c[k] for k in ("text_id", "chunk", "span")}}
+            for r, c in zip(meta["rows"], chunks)]
+    return {**meta, "rows": rows,
+            "texts": [{"text": t, "token_ids": ids} for t, ids in zip(texts, toks)]}
+
+
+def whole_texts(chunks: list[dict] | None, n: int, pred: list[list[int]]) -> list[list[int]]:
+    """Each text's prediction: its chunks' predictions joined in chunk order."""
+    if not chunks:
+        return pred
+    out: list[list[int]] = [[] for _ in range(n)]
+    for c, p in zip(chunks, pred):
+        out[c["text_id"]] += p
+    return out
+
+
+def scores(acc: list[float], toks, prefix: str) -> dict:
+    """Mean accuracy over texts, over all tokens, and the share of texts exact."""
+    n = sum(len(t) for t in toks)
+    return {f"{prefix}accuracy_mean": sum(acc) / len(acc),
+            f"{prefix}token_accuracy": sum(a * len(t) for a, t in zip(acc, toks)) / n,
+            f"{prefix}exact_match": sum(x >= 1 - 1e-9 for x in acc) / len(acc)}
 
 
 def refine(cfg: EncodeConfig, enc, decoder, m, e, toks):
@@ -140,32 +217,34 @@ def main(argv=None) -> int:
         return 2
     t0 = time.time()
     try:
-        texts, enc, decoder, m, blob = load_inputs(cfg)
+        texts, enc, decoder, m, blob, size = load_inputs(cfg)
     except (ValueError, EncoderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     lm = decoder.lm
-    e, toks = encode_texts(enc, lm, texts, cfg.batch_size)
+    toks = [lm.tokenize(t) for t in texts]
+    chunks = solution.chunk_rows(toks, size) if size else None
+    units = [c["token_ids"] for c in chunks] if chunks else toks
+    # a chunked encode is one encoder call and one decoding pass over all chunks
+    batch = len(units) if chunks else cfg.batch_size
+    e = encode_tokens(enc, units, None if chunks else texts, batch_size=batch).cpu()
     with enc.decoding():
-        pred = decoder.predictions(e, m, toks, cfg.batch_size)
-    enc_acc = [hit_rate(p, ids) for p, ids in zip(pred, toks)]
-    acc, steps = enc_acc, [0] * len(texts)
+        pred = decoder.predictions(e, m, units, batch)
+    enc_pred, steps = pred, [0] * len(units)
     if cfg.refine_steps:
-        e, steps = refine(cfg, enc, decoder, m, e, toks)
+        e, steps = refine(cfg, enc, decoder, m, e, units)
         # what the written e's decode to, as proto.decode will read them
-        pred = decoder.predictions(e, m, toks, cfg.batch_size)
-        acc = [hit_rate(p, ids) for p, ids in zip(pred, toks)]
-    c = [round(x * len(ids)) for x, ids in zip(acc, toks)]
-    mm = None if m is None else m.detach().float().cpu().reshape(1, -1).expand(len(texts), -1)
-    solution.save(Path(cfg.out), e, mm, solution_meta(lm, decoder, blob, texts, toks, acc, c,
-                                                      steps))
-    untrained = sorted({len(ids) for ids in toks} - set(blob["lengths"]))
-    summary = {"texts": len(texts), "accuracy_mean": sum(acc) / len(acc),
-               "exact_match": sum(x >= 1 - 1e-9 for x in acc) / len(acc),
+        pred = decoder.predictions(e, m, units, batch)
+    write(cfg, lm, decoder, blob, (e, m), (texts, toks, chunks, units), pred, steps)
+    whole = whole_texts(chunks, len(texts), pred)
+    text_acc = [hit_rate(p, ids) for p, ids in zip(whole, toks)]
+    untrained = sorted({len(ids) for ids in units} - set(blob["lengths"]))
+    encoded = [hit_rate(p, ids) for p, ids in zip(whole_texts(chunks, len(texts), enc_pred),
+                                                   toks)]
+    summary = {"texts": len(texts), **scores(text_acc, toks, ""),
                "refine_steps": cfg.refine_steps,
-               **({"encoded_accuracy_mean": sum(enc_acc) / len(enc_acc),
-                   "encoded_exact_match": sum(x >= 1 - 1e-9 for x in enc_acc) / len(enc_acc)}
-                  if cfg.refine_steps else {}),
+               **(scores(encoded, toks, "encoded_") if cfg.refine_steps else {}),
+               "chunk": size, "chunks": len(units),
                "precision": str(lm.dtype).replace("torch.", ""),
                "seconds": round(time.time() - t0, 2), "untrained_lengths": untrained,
                "checkpoint": blob["path"], "out": cfg.out}
@@ -177,7 +256,7 @@ def main(argv=None) -> int:
     if untrained:
         print(f"note: lengths {untrained} were not in the encoder's training lengths "
               f"{blob['lengths']}", file=sys.stderr)
-    for p, ids, x in zip(pred, toks, acc):
+    for p, ids, x in zip(whole, toks, text_acc):
         print(f"{x:.3f}  {marked(lm, p, ids)}")
     print(json.dumps(summary))
     return 0
