@@ -418,7 +418,7 @@ def load_setup(cfg: EvalConfig):
         lengths=list(cfg.lengths or ecfg.data.lengths), curriculum=[],
         extra_corpora=ecfg.data.extra_corpora if own else [])
     ecfg = dataclasses.replace(ecfg, data=data, device=cfg.device or ecfg.device)
-    enc, decoder, _, blob = ckpt.load(cfg.checkpoint, device=ecfg.device)
+    enc, decoder, _, blob = ckpt.load(cfg.checkpoint, device=ecfg.device, dtype=cfg.dtype)
     if corpus:
         _, arr = check_corpus(corpus, decoder.lm)
         if tuple(arr.prefix) != tuple(decoder.arr.prefix) or arr.name != decoder.arr.name:
