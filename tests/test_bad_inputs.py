@@ -38,11 +38,6 @@ TABLE_ENV = "PROTOSPACE_BAD_INPUTS_TABLE"
 # tiny-random's context is 512 positions and its tokenizer is byte-level: 1000 bytes is too long
 LONG_TEXT = "a long text " * 84
 
-# proto/fit (__init__ and __main__) is being reworked: fixed there, these cases pass (strict)
-FIT_WARNS = ("proto.fit builds its Fitter, which warns that tiny-random ships no learned start, "
-             "before it checks the texts and the init_from encoder: a warning line before the "
-             "error (proto/fit/__init__.py warns at construction, proto/fit/__main__.py setup "
-             "orders the checks)")
 
 MODULES = {"proto.fit": "proto.fit.__main__", "proto.decode": "proto.decode.__main__"}
 
@@ -275,8 +270,7 @@ def _fit_cases() -> list[Case]:
         Case("proto.fit", "empty texts file", f"{b} --texts-file {{empty}}", "holds no text"),
         Case("proto.fit", "blank texts file", f"{b} --texts-file {{blank}}", "holds no text"),
         Case("proto.fit", "garbage texts file", f"{b} --texts-file {{garbage}}", "UTF-8"),
-        Case("proto.fit", "text too long", f"{b} --texts-file {{long_texts}}", "512",
-             xfail=FIT_WARNS),
+        Case("proto.fit", "text too long", f"{b} --texts-file {{long_texts}}", "512"),
         Case("proto.fit", "out is a directory", f"{b} --text hi --out {{empty_dir}}",
              "is a directory"),
         Case("proto.fit", "missing encoder (init_from)", f"{b} --text hi --init-from {{missing}}",
@@ -286,7 +280,7 @@ def _fit_cases() -> list[Case]:
         Case("proto.fit", "truncated encoder (init_from)",
              f"{b} --text hi --init-from {{encoder_half}}", "encoder-half.pt"),
         Case("proto.fit", "encoder without m (init_from)",
-             f"{b} --text hi --init-from {{encoder_no_m}}", "no m", xfail=FIT_WARNS),
+             f"{b} --text hi --init-from {{encoder_no_m}}", "no m"),
         Case("proto.fit", "unknown recipe", f"{b} --text hi --recipe nope", "nope"),
         Case("proto.fit", "unknown model", f"--model no-such-model --text hi mlflow=false "
                                            f"--out {{tmp}}/o.safetensors", "no-such-model"),

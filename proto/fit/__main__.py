@@ -38,9 +38,11 @@ from pathlib import Path
 import torch
 
 from proto import config as C, solution
+from proto.arrangement import Arrangement, prefix_ids
 from proto.fit import FitRow, Fitter, Recipe, get_recipe, start_rows_at
 from proto.io import read_texts
 from proto.models import ModelFields, ModelLoadError, load_model
+from proto.onepass import OnePass
 from proto.progress import FitProgress
 from proto.providers import start_record, text_starts
 from proto.start import PACKAGED, packaged_start
@@ -90,16 +92,15 @@ def recipe_shorthand(argv: list[str]) -> list[str]:
     return out
 
 
-def init_from(spec: str, cfg: FitConfig, lm, fitter, toks) -> tuple[torch.Tensor, str]:
-    """Rows start at the provider's e (plus small noise): (the frozen m, the start's name)."""
+def provider_starts(spec: str, lm, arr: Arrangement, toks) -> tuple:
+    """(e per text, the frozen m, the start's name) from the start provider; ValueError when
+    its arrangement is not the recipe's."""
     e, m, info = text_starts(spec, lm, toks)
-    arr = info["arrangement"]
-    if (arr["name"], tuple(arr["prefix"])) != (fitter.arr.name, tuple(fitter.arr.prefix)):
-        raise ValueError(f"{info['path']} decodes with {arr['name']} and prefix "
-                         f"{arr['prefix']}, the recipe with {fitter.arr.name} and "
-                         f"{list(fitter.arr.prefix)}")
-    start_rows_at(fitter, lambda row: e[int(row.key[4:])], cfg.recipe_overrides)
-    return m, f"encoder {info['path']} step {info['step']} (its e per text, m frozen at its m)"
+    own = info["arrangement"]
+    if (own["name"], tuple(own["prefix"])) != (arr.name, tuple(arr.prefix)):
+        raise ValueError(f"{info['path']} decodes with {own['name']} and prefix "
+                         f"{own['prefix']}, the recipe with {arr.name} and {list(arr.prefix)}")
+    return e, m, f"encoder {info['path']} step {info['step']} (its e per text, m frozen at its m)"
 
 
 def recipe_start(fitter) -> str:
@@ -129,24 +130,30 @@ def setup(cfg: FitConfig):
     # from an encoder's e: the decoder in the encoder's precision (as encoder.encode loads it)
     record = start_record(cfg.init_from) if cfg.init_from else {}
     lm = load_model(cfg.model, device=cfg.device or None, dtype=cfg.dtype, **record)
-    fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
-                    tail_restarts=cfg.tail_restarts, tail_after=cfg.tail_after)
     toks = [lm.tokenize(t) for t in texts]
     for t, ids in zip(texts, toks):
         if not ids:
             raise ValueError(f"text {t!r} has no tokens")
     chunks = solution.chunk_rows(toks, cfg.chunk) if cfg.chunk else None
     units = [c["token_ids"] for c in chunks] if chunks else toks
-    check_lengths(fitter, units, cfg.chunk)
-    frozen_m, start = (init_from(cfg.init_from, cfg, lm, fitter, units) if cfg.init_from
-                       else (None, recipe_start(fitter)))
-    return texts, toks, chunks, fitter, frozen_m, start, out
+    # every input is checked before the fitter exists: building it can warn (no learned
+    # start for the model), and a rejected command prints only its error line
+    arr = Arrangement(recipe.arrangement, prefix_ids(lm.tokenizer, recipe.prefix))
+    check_lengths(OnePass(lm, arr), units, cfg.chunk)
+    starts = provider_starts(cfg.init_from, lm, arr, units) if cfg.init_from else None
+    fitter = Fitter(lm, recipe, batch_size=cfg.batch_size, seed=cfg.seed,
+                    tail_restarts=cfg.tail_restarts, tail_after=cfg.tail_after)
+    if starts is None:
+        return texts, toks, chunks, fitter, None, recipe_start(fitter), out
+    e, m, start = starts
+    start_rows_at(fitter, lambda row: e[int(row.key[4:])], cfg.recipe_overrides)
+    return texts, toks, chunks, fitter, m, start, out
 
 
-def check_lengths(fitter, units: list[list[int]], chunk: int) -> None:
+def check_lengths(onepass, units: list[list[int]], chunk: int) -> None:
     for ids in units:
         try:
-            fitter.check_length(len(ids))
+            onepass.check_length(len(ids))
         except ValueError as exc:
             if chunk:
                 raise
