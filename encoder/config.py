@@ -145,7 +145,9 @@ class LossConfig:
 class TrainConfig:
     steps: int = 200                 # optimiser steps
     global_batch: int = 16           # texts per optimiser step, over all ranks
-    micro_batch: int = 16            # texts per forward pass on one rank
+    # the largest micro-batch (texts per forward pass on one rank); the one used is the largest
+    # up to this that splits global_batch evenly over the ranks, the rest is accumulation
+    micro_batch: int = 16
     lr: float = 1e-3                 # body (adapters / scratch / hf encoder)
     head_lr: float = 1e-3
     weight_decay: float = 0.0

@@ -86,7 +86,9 @@ class ScratchBody(nn.Module):
             raise ValueError(f"a text of {ids.shape[1]} tokens is longer than the encoder's "
                              f"{self.pos.shape[0]} positions")
         with torch.no_grad():
-            emb = self._lm[0].embed(ids).float()
+            # in this module's precision (bf16 when DeepSpeed casts the parameters), whatever
+            # the frozen decoder's
+            emb = self._lm[0].embed(ids).to(self.inp.weight.dtype)
         x = self.inp(emb) + self.pos[: ids.shape[1]]
         for b in self.blocks:
             x = b(x, mask)
@@ -281,11 +283,20 @@ class Encoder(nn.Module):
         return self.body.pos.shape[0] if isinstance(self.body, ScratchBody) else None
 
     def forward(self, batch: dict) -> torch.Tensor:
+        """e in fp32 whatever precision the weights are held in: DeepSpeed's bf16 casts the
+        parameters and leaves the buffers (the table's statistics, the offset) in fp32, so the
+        body's output is cast to the maps' precision and their output back to fp32."""
         h = self.body(batch)
         mask = batch.get("hf_mask", batch["mask"])
         if self.cfg.pooling == "positional":
-            return self.offset + self.pmap(h, mask)
-        return self.offset + self.head(self.norm(self.pool(h, mask)))
+            f = self.pmap(h.to(self._map_dtype()), mask)
+        else:
+            f = self.head(self.norm(self.pool(h.to(self._map_dtype()), mask)))
+        return self.offset.float() + f.float()
+
+    def _map_dtype(self) -> torch.dtype:
+        return next((self.pmap if self.cfg.pooling == "positional" else self.head)
+                    .parameters()).dtype
 
     def decoding(self):
         """Context for the decoder pass: LoRA adapters off, so the LLM is the frozen decoder."""
@@ -301,8 +312,10 @@ class Encoder(nn.Module):
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """What a checkpoint must hold: the trained weights and the offset/m buffers. LoRA
         adapters are stored the way peft stores them (get_peft_model_state_dict), under
-        `body.peft.`; everything else under its state-dict key."""
-        return {k: v.detach().cpu().clone() for k, v in self._trainable_tensors().items()}
+        `body.peft.`; everything else under its state-dict key. Floating tensors are saved in
+        fp32 (bf16 training holds them in bf16), so every reader gets one precision."""
+        return {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().clone()
+                for k, v in self._trainable_tensors().items()}
 
     def trainable_keys(self) -> set[str]:
         return set(self._trainable_tensors())

@@ -13,7 +13,9 @@ launcher, RANK, WORLD_SIZE and LOCAL_RANK come from the environment; the `--loca
 deepspeed passes (unless run with --no_local_rank) is accepted and sets LOCAL_RANK where the
 environment lacks it. On GPUs each rank runs on cuda:LOCAL_RANK. The DeepSpeed JSON
 (`train.deepspeed`) holds ZeRO stage, precision and the rest; the batch numbers come from this
-config: micro-batch per rank and accumulation = global / (micro x ranks). Only the encoder's
+config: the micro-batch per rank is the largest one up to train.micro_batch that splits
+train.global_batch evenly over the ranks, and accumulation = global / (micro x ranks), so one
+config runs on 1, 2, 4 or 8 ranks (a global batch the ranks cannot split is refused). Only the encoder's
 trainable weights are in the optimizer; the frozen decoder gets no gradients.
 
 Every `save_every` steps (and at the end) the train state (weights, optimizer, schedule, the
@@ -110,14 +112,34 @@ def ds_config(cfg: EncoderConfig, world: int) -> dict:
         raise EncoderError(f"DeepSpeed config {path} has 'auto' values (only the HF Trainer "
                            f"fills those): give numbers")
     t = cfg.train
-    per_step = t.micro_batch * world
-    if t.global_batch % per_step:
-        raise EncoderError(f"train.global_batch {t.global_batch} is not a multiple of "
-                           f"micro_batch x ranks = {t.micro_batch} x {world}")
-    ds.update({"train_batch_size": t.global_batch, "train_micro_batch_size_per_gpu":
-               t.micro_batch, "gradient_accumulation_steps": t.global_batch // per_step,
-               "gradient_clipping": t.clip})
+    micro, accum = batch_plan(t.global_batch, t.micro_batch, world)
+    ds.update({"train_batch_size": t.global_batch, "train_micro_batch_size_per_gpu": micro,
+               "gradient_accumulation_steps": accum, "gradient_clipping": t.clip})
     return ds
+
+
+def batch_plan(global_batch: int, micro_max: int, world: int) -> tuple[int, int]:
+    """(micro-batch per rank, accumulation steps): the largest micro-batch <= micro_max that
+    splits the global batch evenly over the ranks, so one config runs at any world size that
+    divides its global batch (the data position of a step depends on the global batch only)."""
+    if global_batch % world:
+        raise EncoderError(
+            f"train.global_batch {global_batch} does not split over {world} ranks: at "
+            f"{world} ranks give a multiple of {world} (e.g. {_near_multiples(global_batch, world)}"
+            f"), or run {global_batch} on {_divisors(global_batch)} ranks")
+    per_rank = global_batch // world
+    micro = max(m for m in range(1, min(micro_max, per_rank) + 1) if per_rank % m == 0)
+    return micro, per_rank // micro
+
+
+def _near_multiples(n: int, k: int) -> str:
+    low, high = n // k * k, (n // k + 1) * k
+    return f"{low} or {high}" if low else str(high)
+
+
+def _divisors(n: int, show: int = 8) -> str:
+    ds = [d for d in range(1, n + 1) if n % d == 0]
+    return ", ".join(map(str, ds[:show])) + (", ..." if len(ds) > show else "")
 
 
 def content(cfg: EncoderConfig) -> dict:
@@ -258,6 +280,10 @@ class Trainer:
             self.engine, _, _, _ = deepspeed.initialize(model=enc, optimizer=opt,
                                                         lr_scheduler=sched, config=self.ds)
         self.accum = self.ds["gradient_accumulation_steps"]
+        self.micro = self.ds["train_micro_batch_size_per_gpu"]
+        if self.rank == 0:
+            self.log(f"batch: {cfg.train.global_batch} texts a step = micro-batch {self.micro} "
+                     f"x {self.accum} accumulation x {self.world} ranks")
         self.step = 0
         if self.resume_step is not None:
             with contextlib.redirect_stdout(sys.stderr):
@@ -312,12 +338,11 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
     def train_step(self) -> dict:
-        t = self.cfg.train
         sums: dict = {}
         bad = 0.0
         for micro in range(self.accum):
             exs = self.setup.split.micro_batch(self.step, micro, self.rank, self.world,
-                                               t.micro_batch, self.accum)
+                                               self.micro, self.accum)
             loss, parts = micro_loss(self.engine, self.setup, self.cfg, exs)
             parts["loss"] = loss.item()
             if not math.isfinite(parts["loss"]):
@@ -345,7 +370,9 @@ class Trainer:
         with mlflow_run("encoder", cfg, run_name=Path(cfg.out).name,
                         enabled=cfg.mlflow and self.rank == 0,
                         params={"deepspeed_resolved": json.dumps(self.ds), "world": self.world,
-                                "resumed_from": self.resume_step or 0}) as mr:
+                                "resumed_from": self.resume_step or 0,
+                                "micro_batch_used": self.micro,
+                                "grad_accumulation": self.accum}) as mr:
             self._tag(mr)
             summary = self._loop(mr, stop, t0)
         return summary
