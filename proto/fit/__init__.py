@@ -258,6 +258,40 @@ class RowAdam:
         self.p.addcdiv_(self.ea, denom * bc1 / lr, value=-1.0)
 
 
+class _Best:
+    """Each active row's most accurate state so far (ties: the lower loss): a row that stops
+    unsolved reports it, never a last step that is worse than where it had been."""
+
+    def __init__(self, d: int, device):
+        self.acc = torch.zeros(0, device=device)
+        self.loss = torch.zeros(0, device=device)
+        self.hits = torch.zeros(0, device=device)
+        self.e = torch.zeros(0, d, device=device)
+        self.m = torch.zeros(0, d, device=device)
+
+    def add(self, n: int):
+        dev, d = self.acc.device, self.e.shape[1]
+        self.acc = torch.cat([self.acc, torch.full((n,), -1.0, device=dev)])
+        self.loss = torch.cat([self.loss, torch.full((n,), float("inf"), device=dev)])
+        self.hits = torch.cat([self.hits, torch.zeros(n, device=dev)])
+        self.e = torch.cat([self.e, torch.zeros(n, d, device=dev)])
+        self.m = torch.cat([self.m, torch.zeros(n, d, device=dev)])
+
+    def keep(self, idx: torch.Tensor):
+        self.acc, self.loss, self.hits = self.acc[idx], self.loss[idx], self.hits[idx]
+        self.e, self.m = self.e[idx], self.m[idx]
+
+    @torch.no_grad()
+    def update(self, acc, loss, hits, e, m):
+        better = (acc > self.acc) | ((acc == self.acc) & (loss < self.loss))
+        self.acc = torch.where(better, acc, self.acc)
+        self.loss = torch.where(better, loss, self.loss)
+        self.hits = torch.where(better, hits.float(), self.hits)
+        self.e[better] = e[better].float()
+        if m is not None:
+            self.m[better] = m[better].float()
+
+
 @dataclasses.dataclass
 class _Unit:
     rows: list[int]          # indices into the input row list
@@ -475,6 +509,7 @@ class _Batch:
         self.n_tok = torch.zeros(0, dtype=torch.long, device=dev)
         self.row_secs: dict[int, float] = {}
         self.row_attempt: dict[int, int] = {}
+        self.best = _Best(d, dev)
         # restarts need single-row units (no 'unit' mode) with a row vector to re-draw
         self.restart_after = (self.recipe.restart_after if "unit" not in modes.values()
                               and "row" in modes.values() else 0)
@@ -555,6 +590,7 @@ class _Batch:
         self.tokens = torch.cat([tokens, add.to(tokens.device)])
         self.n_tok = torch.cat([self.n_tok, torch.tensor([len(t) for t in new],
                                                          device=self.n_tok.device)])
+        self.best.add(len(new))
         for ri in u.rows:
             self.outcomes.admitted(ri)
             self.row_idx.append(ri)
@@ -580,6 +616,8 @@ class _Batch:
         grads = torch.autograd.grad(torch.where(finite, loss_r, 0).sum(), train,
                                     allow_unused=True) if train else []
         acc = hits.sum(1).float() / self.n_tok.float()
+        self.best.update(acc, loss_r.detach(), hits.sum(1), per_row["e"].detach(),
+                         per_row["m"].detach() if per_row["m"] is not None else None)
         if self.trace_at:
             self._trace(acc)
         solved_u, nan_u, unit_steps = self._unit_state(
@@ -648,6 +686,17 @@ class _Batch:
         accl, cl, ll = acc.tolist(), hits.sum(1).tolist(), loss_r.detach().tolist()
         leads = lead.tolist()
         uses_m = self.f.arr.uses_m
+        e, m = per_row["e"].detach(), per_row["m"]
+        # an unsolved row reports its best state (rows sharing a 'unit' vector keep theirs,
+        # which is one vector for the group)
+        if "unit" not in self.modes.values():
+            bad = ~solved_u[torch.tensor(self.row_unit, device=e.device)]
+            b = self.best
+            e = torch.where(bad.unsqueeze(1), b.e, e)
+            m = torch.where(bad.unsqueeze(1), b.m, m) if uses_m else m
+            accl = torch.where(bad, b.acc, acc).tolist()
+            cl = torch.where(bad, b.hits, hits.sum(1).float()).tolist()
+            ll = torch.where(bad, b.loss, loss_r.detach()).tolist()
         for j, ri in enumerate(self.row_idx):
             uj = self.row_unit[j]
             if not bool(done_u[uj]):
@@ -657,8 +706,8 @@ class _Batch:
             row = self.rows[ri]
             self.outcomes.finish(ri, FitResult(
                 index=ri, key=row.key, restart=row.restart,
-                e=per_row["e"][j].detach().float().cpu().clone(),
-                m=per_row["m"][j].detach().float().cpu().clone() if uses_m else None,
+                e=e[j].float().cpu().clone(),
+                m=m[j].detach().float().cpu().clone() if uses_m else None,
                 accuracy=accl[j], c_tokens=int(cl[j]), n_tokens=len(row.token_ids),
                 loss=ll[j], steps=int(unit_steps[uj]), seconds=self.row_secs[ri],
                 solved=bool(solved_u[uj]), status=status,
@@ -725,6 +774,7 @@ class _Batch:
         self.row_unit = [int(remap[self.row_unit[j]]) for j in kr_l]
         self.unit_ids = [self.unit_ids[j] for j in ku.tolist()]
         self.tokens, self.n_tok = self.tokens[kr], self.n_tok[kr]
+        self.best.keep(kr)
         self.tokens = self.tokens[:, : int(self.n_tok.max()) if len(self.n_tok) else 0]
 
 

@@ -87,3 +87,24 @@ def test_an_unwritable_cache_gives_fp32_without_timing(tmp_path, monkeypatch):
     got = M.cpu_precision()
     M.cpu_precision.cache_clear()
     assert got["fast_bf16"] is False and "cannot be written" in got["reason"]
+
+
+def test_an_unsolved_row_reports_its_best_state_not_its_last(tiny):
+    from proto.onepass import OnePass
+    rows = [FitRow(tiny.tokenize(t), f"t{i}") for i, t in enumerate(TEXTS)]
+    solved = Fitter(tiny, get_recipe("default", max_steps=400)).fit(rows)
+    assert all(r.solved for r in solved)
+    # from solutions, a margin no row reaches and an lr far too large: the first state is the
+    # best one, and the steps throw the rows off it
+    recipe = get_recipe("default", lr=3.0, schedule="constant", max_steps=6, restart_after=0,
+                        stop_margin=99.0, init_std=1e-6)
+    fitter = Fitter(tiny, recipe, tail_restarts=0)
+    fitter.row_center = lambda row: {k: getattr(solved[int(row.key[1:])], k) for k in "em"}
+    res = fitter.fit(rows, trace=tuple(range(7)))
+    assert not any(r.solved for r in res)
+    assert any(list(r.trace.values())[-1] < 1 for r in res)
+    for row, r in zip(rows, res):
+        assert r.accuracy == max(r.trace.values()) == 1.0
+        pred = OnePass(tiny, fitter.arr).decode(r.e.unsqueeze(0), r.m.unsqueeze(0),
+                                                [row.token_ids])[0]
+        assert pred == row.token_ids
