@@ -110,3 +110,19 @@ def test_an_empty_texts_file_is_one_line(positional, tmp_path, capsys):
                           texts=[])
     err = cap.err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "holds no text" in err[0] and not out.exists()
+
+
+def test_fit_init_from_starts_each_chunk_at_the_encoders_e(positional, tmp_path, capsys):
+    from proto.fit.__main__ import main as fit_main
+    out = tmp_path / "fit.safetensors"
+    base = ["--model", "tiny-random", "--init-from", str(positional), "--text", TEXTS[0],
+            "max_steps=3", "mlflow=false", "--out", str(out)]
+    assert fit_main(base + ["--chunk", "4"]) == 0
+    s = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert s["chunks"] == 4 and s["start"].startswith("encoder")
+    assert len(solution.load(out)[2]["rows"]) == 4
+    out.unlink()
+    # a chunk longer than the encoder's positions cannot start at its e
+    assert fit_main(base + ["--chunk", "12"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and "8 positions" in err[0] and not out.exists()

@@ -109,3 +109,13 @@ def test_chunk_spans():
     assert solution.chunk_spans(11, 4) == [(0, 4), (4, 8), (8, 11)]
     assert solution.chunk_spans(8, 4) == [(0, 4), (4, 8)]
     assert solution.chunk_spans(5, 0) == [(0, 5)]
+
+
+def test_a_chunked_fit_keeps_the_best_restart_of_each_chunk(tmp_path, capsys):
+    out = tmp_path / "r.safetensors"
+    assert fit_main(["--model", "tiny-random", "--text", "hi you", "--chunk", "3",
+                     "--restarts", "2", "max_steps=5", "mlflow=false", "--out", str(out)]) == 0
+    s = summary(capsys.readouterr().out)
+    assert (s["rows"], s["chunks"]) == (4, 2)
+    e, _, meta = solution.load(out)
+    assert e.shape[0] == 2 and [r["chunk"] for r in meta["rows"]] == [0, 1]
