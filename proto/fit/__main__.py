@@ -7,7 +7,8 @@
   python -m proto.fit --config configs/proto/fit.yaml recipe=paper lr=0.02
   python -m proto.fit --texts-file texts.txt --init-from default   # start at the encoder's e
   python -m proto.fit --texts-file texts.txt --chunk 8 --out chunks.safetensors  # e per 8 tokens
-  python -m proto.fit --model tiny-random --text "a long text ..." --chunk 4 max_steps=300
+  python -m proto.fit --model tiny-random --text "hello there, the sea and the sky" --chunk 4 \
+      max_steps=300 --out /tmp/chunks.safetensors               # tiny CPU run, 8 chunks
   python -m proto.decode sols.safetensors
 
 Any Recipe field may be given as key=value (`lr=0.02` means recipe_overrides.lr=0.02).
@@ -23,6 +24,7 @@ chunk as its own row of one batched fit: a chunked solution file (proto.solution
 row per chunk, the best of its restarts, which proto.decode rebuilds into the whole texts from
 one forward pass. A text is solved when all its chunks are; texts longer than the decoder's
 context fit this way.
+
 Prints a one-line JSON summary as the last stdout line (its `start` names where e started)
 and logs a run to MLflow (experiment `proto`). Errors are one line on stderr and exit code 2.
 """
