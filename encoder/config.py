@@ -166,6 +166,10 @@ class TrainConfig:
     stop_after: int = 0              # end this process after this step (a planned stop: tests,
     #                                  time-boxed runs); rerunning the command resumes
     resume: bool = True              # pick up the checkpoint in `out` if its config matches
+    # a time box: stop after this many minutes of training (0 = off; reruns continue the box);
+    # the lr schedule ends at the step the box is expected to reach at the first steps' speed
+    # (train.steps stays the cap)
+    max_minutes: float = 0.0
 
     def __post_init__(self):
         if min(self.steps, self.global_batch, self.micro_batch, self.eval_every,
@@ -176,6 +180,8 @@ class TrainConfig:
             raise ValueError("lr and head_lr must be > 0")
         if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.clip < 0:
             raise ValueError("min_lr_ratio in [0, 1], warmup_steps >= 0, clip >= 0")
+        if self.max_minutes < 0:
+            raise ValueError("max_minutes must be >= 0 (0 = no time box)")
         if self.unroll_steps < 0 or self.unroll_lr <= 0 or self.unroll_weight < 0:
             raise ValueError("unroll_steps >= 0, unroll_lr > 0 and unroll_weight >= 0")
 

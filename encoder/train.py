@@ -15,8 +15,12 @@ environment lacks it. On GPUs each rank runs on cuda:LOCAL_RANK. The DeepSpeed J
 (`train.deepspeed`) holds ZeRO stage, precision and the rest; the batch numbers come from this
 config: the micro-batch per rank is the largest one up to train.micro_batch that splits
 train.global_batch evenly over the ranks, and accumulation = global / (micro x ranks), so one
-config runs on 1, 2, 4 or 8 ranks (a global batch the ranks cannot split is refused). Only the encoder's
-trainable weights are in the optimizer; the frozen decoder gets no gradients.
+config runs on 1, 2, 4 or 8 ranks (a global batch the ranks cannot split is refused). Only the
+encoder's trainable weights are in the optimizer; the frozen decoder gets no gradients.
+
+The lr follows a warmup and a cosine to train.min_lr_ratio at train.steps, or, with a time
+box (train.max_minutes), at the step the box is expected to reach at the speed of the first
+steps; training stops when the box is spent, and a rerun continues the box where it stood.
 
 Every `save_every` steps (and at the end) the train state (weights, optimizer, schedule, the
 step, which fixes the data position) goes to OUT/ckpt and the portable encoder to
@@ -59,8 +63,36 @@ VOLATILE = {"train.stop_after", "train.resume", "train.steps", "mlflow", "thread
             "train.eval_every", "train.save_every"}
 
 
+# steps timed, after the first, before a time box sets the lr schedule's horizon
+PROBE = 5
+
+
+# config fields added after runs were written, with the value that does what those runs did:
+# a run without them in its run.json resumes as before
+ADDED = {"train.max_minutes": 0.0}
+
+
 class NaNLoss(RuntimeError):
     pass
+
+
+class Cosine:
+    """The lr factor: linear warmup, then a cosine down to min_ratio at step `horizon` (the
+    formula of transformers' cosine-with-min-lr schedule). An object, so that LambdaLR's state,
+    which DeepSpeed checkpoints, keeps a horizon set by a time box; None holds the peak until
+    the box's speed is measured."""
+
+    def __init__(self, warmup: int, horizon: int | None, min_ratio: float):
+        self.warmup, self.horizon, self.min_ratio = warmup, horizon, min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return step / max(1, self.warmup)
+        if self.horizon is None:
+            return 1.0
+        progress = min(1.0, (step - self.warmup) / max(1, self.horizon - self.warmup))
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)) * (1 - self.min_ratio)
+                   + self.min_ratio)
 
 
 def init_distributed(device: str) -> tuple[int, int]:
@@ -156,6 +188,7 @@ def check_out(cfg: EncoderConfig) -> int | None:
             raise EncoderError(f"{out} exists and is not an encoder run: choose another out")
         return None
     info = json.loads(saved.read_text())
+    info["content"] = {**ADDED, **info["content"]}
     now = json.loads(json.dumps(content(cfg)))  # as run.json holds it (tuples become lists)
     if info.get("content") != now:
         diff = sorted(k for k in set(info["content"]) | set(now)
@@ -242,9 +275,10 @@ def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tenso
     return loss, parts
 
 
-def _reduce_mean(values: dict, world: int) -> dict:
+def _reduce_mean(values: dict, world: int, device) -> dict:
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    # on the ranks' device: NCCL reduces no CPU tensors
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     if world > 1:
         dist.all_reduce(t)
         t /= world
@@ -272,10 +306,9 @@ class Trainer:
             start_from(enc, cfg, self.setup.lm)
         opt = torch.optim.AdamW(enc.param_groups(cfg.train.lr, cfg.train.head_lr,
                                                  cfg.train.weight_decay))
-        # lazy: transformers costs seconds; the model load imports it anyway
-        from transformers import get_cosine_with_min_lr_schedule_with_warmup
-        sched = get_cosine_with_min_lr_schedule_with_warmup(
-            opt, cfg.train.warmup_steps, cfg.train.steps, min_lr_rate=cfg.train.min_lr_ratio)
+        t = cfg.train
+        self.cosine = Cosine(t.warmup_steps, None if t.max_minutes else t.steps, t.min_lr_ratio)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self.cosine)
         with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints its config
             self.engine, _, _, _ = deepspeed.initialize(model=enc, optimizer=opt,
                                                         lr_scheduler=sched, config=self.ds)
@@ -284,12 +317,16 @@ class Trainer:
         if self.rank == 0:
             self.log(f"batch: {cfg.train.global_batch} texts a step = micro-batch {self.micro} "
                      f"x {self.accum} accumulation x {self.world} ranks")
-        self.step = 0
+        self.step, self.box_before = 0, 0.0
         if self.resume_step is not None:
             with contextlib.redirect_stdout(sys.stderr):
                 _, client = self.engine.load_checkpoint(str(Path(cfg.out) / "ckpt"),
                                                         load_module_strict=False)
             self.step = int((client or {}).get("step", 0))
+            self.box_before = float((client or {}).get("box_seconds", 0.0))
+            if not t.max_minutes:  # train.steps may grow on a resume ("go on")
+                self.cosine.horizon = t.steps
+        self.first_step, self.box_spent = self.step, self.box_before
         self.eval_set = self.setup.split.eval_set(cfg.data.eval_texts)
         self.baselines = None
         self.last_res = None
@@ -309,7 +346,8 @@ class Trainer:
         out = Path(self.cfg.out)
         with contextlib.redirect_stdout(sys.stderr):
             self.engine.save_checkpoint(str(out / "ckpt"), tag=f"step{self.step}",
-                                        client_state={"step": self.step},
+                                        client_state={"step": self.step,
+                                                      "box_seconds": self.box_spent},
                                         exclude_frozen_parameters=True)
         if self.rank == 0:
             ckpt.save(out / "encoder.pt", self.engine.module, self.cfg, self.setup.lm,
@@ -353,14 +391,14 @@ class Trainer:
                 self.engine.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v / self.accum
-        flag = torch.tensor([bad])
+        flag = torch.tensor([bad], device=self.setup.lm.device)
         if self.world > 1:
             dist.all_reduce(flag)
         if flag.item() > 0:
             raise NaNLoss(f"non-finite loss at step {self.step + 1}")
         self.engine.step()
         self.step += 1
-        return _reduce_mean(sums, self.world)
+        return _reduce_mean(sums, self.world, self.setup.lm.device)
 
     def run(self) -> dict:
         t0 = time.time()
@@ -397,9 +435,12 @@ class Trainer:
         cfg = self.cfg
         bar = self._progress(stop)
         seen, t_loop = 0, time.time()
+        self.box_spent, self._box_t0 = self.box_before, self.clock()
         try:
-            while self.step < stop:
+            while self.step < min(stop, self.goal()):
                 parts = self.train_step()
+                self._time_box(mr)
+                bar.total = min(stop, self.goal())
                 seen += cfg.train.global_batch
                 row = {"step": self.step, **{k: round(v, 5) for k, v in parts.items()},
                        "lr": self.engine.get_lr()[0]}
@@ -409,9 +450,9 @@ class Trainer:
                            step=self.step)
                 bar.update(1)
                 bar.set_postfix(loss=f"{parts['loss']:.3f}", acc=f"{parts.get('acc', 0):.3f}")
-                if self.step % cfg.train.eval_every == 0 or self.step == cfg.train.steps:
+                if self.step % cfg.train.eval_every == 0 or self.step == self.goal():
                     self._eval_point(mr)
-                if self.step % cfg.train.save_every == 0 or self.step == stop:
+                if self.step % cfg.train.save_every == 0 or self.step == min(stop, self.goal()):
                     self.save(self._last_eval())
         except NaNLoss as exc:
             raise EncoderError(f"{exc}; stopped, the last checkpoint in {cfg.out} is kept "
@@ -419,6 +460,49 @@ class Trainer:
         finally:
             bar.close()
         return self._finish(mr, t0)
+
+    # ------------------------------------------------------------ the time box
+    def clock(self) -> float:
+        return time.monotonic()
+
+    def goal(self) -> int:
+        """The step the run ends at: train.steps, or the horizon its time box set."""
+        h = self.cosine.horizon
+        return h if self.cfg.train.max_minutes and h is not None else self.cfg.train.steps
+
+    def _time_box(self, mr):
+        """Rank 0's clock decides for every rank. The first step (set-up costs) is left out
+        of the speed; PROBE steps after it fix the horizon at the steps the box holds at that
+        speed; the box's end moves the horizon to the step reached, so a rerun finds the run
+        finished."""
+        box = self.cfg.train.max_minutes * 60
+        if not box:
+            return
+        self.box_spent = self._shared(self.box_before + self.clock() - self._box_t0)
+        done = self.step - self.first_step
+        if done == 1:
+            self._probe_from = self.box_spent
+        if self.box_spent >= box:
+            self.cosine.horizon = self.step
+            self._say(f"time box of {self.cfg.train.max_minutes:g} min spent at step {self.step}")
+        elif self.cosine.horizon is None and done == PROBE + 1:
+            per_step = (self.box_spent - self._probe_from) / PROBE
+            more = int((box - self.box_spent) / max(per_step, 1e-9))
+            self.cosine.horizon = min(self.cfg.train.steps, self.step + more)
+            self._say(f"time box: {per_step:.3g} s a step, the lr schedule ends at step "
+                      f"{self.cosine.horizon}")
+            mr.metrics({"train/horizon": self.cosine.horizon}, step=self.step)
+
+    def _shared(self, x: float) -> float:
+        if self.world == 1:
+            return x
+        t = torch.tensor([x], dtype=torch.float64, device=self.setup.lm.device)
+        dist.broadcast(t, 0)
+        return t.item()
+
+    def _say(self, line: str):
+        if self.rank == 0:
+            self.log(line)
 
     def _saved_step(self) -> int:
         p = Path(self.cfg.out) / "run.json"
@@ -443,10 +527,10 @@ class Trainer:
         out = Path(self.cfg.out)
         summary = {"checkpoint": str(out / "encoder.pt"), "steps": self.step,
                    "seconds": round(time.time() - t0, 1), "world": self.world,
-                   "finished": self.step >= self.cfg.train.steps}
+                   "finished": self.step >= self.goal()}
         if self.rank == 0:
             metrics = self._last_eval()
-            if self.step >= self.cfg.train.steps:
+            if self.step >= self.goal():
                 if self.last_res and self.last_res[0] == self.step:
                     res = self.last_res[1]
                     metrics = flat_metrics(res)
