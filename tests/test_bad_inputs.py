@@ -282,8 +282,8 @@ def _fit_cases() -> list[Case]:
         Case("proto.fit", "encoder without m (init_from)",
              f"{b} --text hi --init-from {{encoder_no_m}}", "no m"),
         Case("proto.fit", "unknown recipe", f"{b} --text hi --recipe nope", "nope"),
-        Case("proto.fit", "unknown model", f"--model no-such-model --text hi mlflow=false "
-                                           f"--out {{tmp}}/o.safetensors", "no-such-model"),
+        Case("proto.fit", "unknown model", "--model no-such-model --text hi mlflow=false "
+                                           "--out {tmp}/o.safetensors", "no-such-model"),
     ]
 
 

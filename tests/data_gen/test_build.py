@@ -270,7 +270,7 @@ def test_shared_m_can_be_random_or_the_mean_of_warm_m(tmp_path, tiny, m_init):
     assert m.shape == (tiny.d_model,) and bool(m.abs().sum() > 0)
     assert ("warm_solved" in meta) == (m_init == "rowmean")
     # every row of the corpus was fitted with this m frozen: re-decoding with it reproduces them
-    from proto.arrangement import Arrangement, prefix_ids
+    from proto.arrangement import Arrangement
     from proto.decode import hits, one_pass
     man = K.read_manifest(out)
     t = K.read_table(out, K.SHARDS, ["token_ids", "e", "accuracy"])
