@@ -39,6 +39,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -101,13 +102,19 @@ def init_distributed(device: str) -> tuple[int, int]:
     os.environ.setdefault("DS_ACCELERATOR", "cuda" if device.startswith("cuda") else "cpu")
     import deepspeed  # lazy: deepspeed's import costs seconds and probes accelerators
     if not dist.is_initialized():
+        alone = "WORLD_SIZE" not in os.environ
         for k, v in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
                      ("MASTER_ADDR", "127.0.0.1")):
             os.environ.setdefault(k, v)
         os.environ.setdefault("MASTER_PORT", str(free_port()))
+        # a process alone meets itself through a file, not a port: a free port found here can
+        # be taken by another process before the store binds it
+        kw = ({"init_method": f"file://{tempfile.mkdtemp(prefix='protospace-rdzv-')}/store",
+               "rank": 0, "world_size": 1} if alone else {})
         with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed reports its CPU comm build
             deepspeed.init_distributed(
-                dist_backend="nccl" if device.startswith("cuda") else "gloo", verbose=False)
+                dist_backend="nccl" if device.startswith("cuda") else "gloo", verbose=False,
+                **kw)
     return dist.get_rank(), dist.get_world_size()
 
 

@@ -1,7 +1,7 @@
 """`python -m proto.decode`: decode every row of a solution file in one forward pass each.
 
   python -m proto.decode sols.safetensors                  # prints each text, then JSON
-  python -m proto.fit --texts-file F --chunk 8 --out chunks.safetensors \
+  python -m proto.fit --texts-file F --chunk 8 --out chunks.safetensors \\
       && python -m proto.decode chunks.safetensors          # several e per text, rebuilt
   python -m proto.decode sols.safetensors model=tiny-random mlflow=false
   python -m proto.fit --model tiny-random --text "hello" max_steps=300 --out /tmp/s.safetensors \\

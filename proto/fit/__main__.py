@@ -7,7 +7,7 @@
   python -m proto.fit --config configs/proto/fit.yaml recipe=paper lr=0.02
   python -m proto.fit --texts-file texts.txt --init-from default   # start at the encoder's e
   python -m proto.fit --texts-file texts.txt --chunk 8 --out chunks.safetensors  # e per 8 tokens
-  python -m proto.fit --model tiny-random --text "hello there, the sea and the sky" --chunk 4 \
+  python -m proto.fit --model tiny-random --text "hello there, the sea and the sky" --chunk 4 \\
       max_steps=300 --out /tmp/chunks.safetensors               # tiny CPU run, 8 chunks
   python -m proto.decode sols.safetensors
 
