@@ -515,7 +515,7 @@ def _setup(cfg: BuildConfig, lm):
     if cfg.m_init == "start":
         fitter.e_center = corpus_start(lm, recipe)[0]
     arr = fitter.arr
-    precision = str(lm.dtype).replace("torch.", "")
+    precision = lm.precision
     content = content_config(cfg, precision)
     info = {
         "format": K.FORMAT, "model": lm.identity, "precision": precision,

@@ -32,7 +32,7 @@ def save(path: str | Path, enc: Encoder, cfg: EncoderConfig, lm, decoder: Decode
          lengths: list[int], corpus: dict | None, step: int, metrics: dict | None = None):
     blob = {"format": FORMAT, "config": C.to_dict(cfg), "state": enc.trainable_state(),
             "llm": lm.identity, "d_model": lm.d_model,
-            "precision": str(lm.dtype).replace("torch.", ""),
+            "precision": lm.precision,
             "arrangement": decoder.arr.to_dict(),
             "lengths": list(lengths), "corpus": corpus, "step": step,
             "metrics": metrics or {}}

@@ -121,7 +121,7 @@ def chunk_length(spec: int | str, enc, blob: dict) -> int:
 def solution_meta(lm, decoder, blob: dict, texts, toks, acc, c, steps) -> dict:
     trained = set(blob["lengths"])
     return {
-        "model": lm.identity, "precision": str(lm.dtype).replace("torch.", ""),
+        "model": lm.identity, "precision": lm.precision,
         "arrangement": decoder.arr.to_dict(),
         "recipe": {"name": "encoded"},
         "encoded": {"checkpoint": blob["path"], "step": blob["step"],
@@ -246,7 +246,7 @@ def main(argv=None) -> int:
                "refine_steps": cfg.refine_steps,
                **(scores(encoded, toks, "encoded_") if cfg.refine_steps else {}),
                "chunk": size, "chunks": len(units),
-               "precision": str(lm.dtype).replace("torch.", ""),
+               "precision": lm.precision,
                "seconds": round(time.time() - t0, 2), "untrained_lengths": untrained,
                "checkpoint": blob["path"], "out": cfg.out}
     with mlflow_run("encoder", cfg, run_name="encode", enabled=cfg.mlflow,

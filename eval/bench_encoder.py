@@ -102,7 +102,7 @@ def bench(cfg: BenchEncoderConfig, log=print) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB
     rate = flops / secs
     r = {"model": lm.name, "encoder_kind": enc.cfg.kind, "micro_batch": cfg.micro_batch,
-         "n_tokens": cfg.n_tokens, "dtype": str(dtype).replace("torch.", ""),
+         "n_tokens": cfg.n_tokens, "dtype": lm.precision,
          "device": str(lm.device), "step_seconds": round(secs, 4),
          "examples_per_s": round(cfg.micro_batch / secs, 2), "step_gflop": round(flops / 1e9, 2),
          "achieved_gflops": round(rate / 1e9, 2), "matmul_gflops": round(square / 1e9, 2),

@@ -22,6 +22,7 @@ import shutil
 import socket
 import tempfile
 import time
+import typing
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -62,7 +63,7 @@ class LoadedModel:
     @property
     def precision(self) -> str:
         """The dtype's name as artefacts record it ('float32', 'bfloat16')."""
-        return str(self.dtype).replace("torch.", "")
+        return dtype_name(self.dtype)
 
     @property
     def identity(self) -> dict:
@@ -215,12 +216,23 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_fast_bf16() else torch.float32
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32', 'bfloat16': how artefacts record a precision."""
+    return str(dtype).replace("torch.", "")
+
+
+class Precision(typing.NamedTuple):
+    dtype: torch.dtype
+    why: str
+    overrides: bool = False    # dtype= overrode what the artefact records
+
+
 def decide_precision(asked: str | torch.dtype | None, device: torch.device,
-                     record: str | None = None, what: str = "") -> tuple[torch.dtype, str]:
-    """THE precision decision of every command: (dtype, why).
+                     record: str | None = None, what: str = "") -> Precision:
+    """THE precision decision of every command.
 
     An explicit dtype= (anything but '' or 'auto') is honoured; where it overrides what the
-    artefact `what` records, the reason says so (LoadedModel.precision_note), since one-pass
+    artefact `what` records, `overrides` says so (LoadedModel.precision_note), since one-pass
     accuracy moves with precision.
     Otherwise an artefact's record decides, so every path that reads one file decodes it alike;
     an artefact that records none was made before precision was recorded, in float32. With no
@@ -230,18 +242,20 @@ def decide_precision(asked: str | torch.dtype | None, device: torch.device,
     if explicit:
         dt = resolve_dtype(asked, device)
         own = resolve_dtype(record or "float32", device) if what else dt
-        why = f"dtype={str(dt)[6:]} as asked"
+        why = f"dtype={dtype_name(dt)} as asked"
         if own != dt:
-            why += f"; {what} was made in {str(own)[6:]}"
-        return dt, why
+            return Precision(dt, f"{why}; {what} was made in {dtype_name(own)}", True)
+        return Precision(dt, why)
     if what:
         if record:
-            return resolve_dtype(record, device), f"recorded in {what}"
-        return torch.float32, f"{what} records no precision (made before it was recorded: float32)"
+            return Precision(resolve_dtype(record, device), f"recorded in {what}")
+        return Precision(torch.float32,
+                         f"{what} records no precision (made before it was recorded: float32)")
     if device.type == "cuda":
-        return default_dtype(device), "auto on CUDA"
+        return Precision(default_dtype(device), "auto on CUDA")
     cpu = cpu_precision()
-    return (torch.bfloat16 if cpu["fast_bf16"] else torch.float32), f"auto: {cpu['reason']}"
+    return Precision(torch.bfloat16 if cpu["fast_bf16"] else torch.float32,
+                     f"auto: {cpu['reason']}")
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -397,9 +411,10 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
     dev = torch.device(device) if device else default_device()
     if name == "tiny-random" and not what and dtype in (None, "", "auto"):
         # the tiny model is for correctness tests: fp32 unless asked otherwise
-        wdtype, why = torch.float32, "tiny-random: float32"
+        prec = Precision(torch.float32, "tiny-random: float32")
     else:
-        wdtype, why = decide_precision(dtype, dev, record, what)
+        prec = decide_precision(dtype, dev, record, what)
+    wdtype = prec.dtype
     if name == "tiny-random":
         model, tok = build_tiny_model()
         digest = state_sha256(model)
@@ -438,6 +453,6 @@ def load_model(name: str = DEFAULT_MODEL, device: str | torch.device | None = No
     model.to(device=dev, dtype=wdtype)
     # Fitting and decoding read logits only at scored positions; caching is for AR decoding.
     model.config.use_cache = False
-    note = why if "was made in" in why else ""
     return LoadedModel(model=model, tokenizer=tok, name=name, weights_sha256=digest,
-                       device=dev, dtype=wdtype, precision_reason=why, precision_note=note)
+                       device=dev, dtype=wdtype, precision_reason=prec.why,
+                       precision_note=prec.why if prec.overrides else "")

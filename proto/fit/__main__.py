@@ -187,7 +187,7 @@ def save(cfg: FitConfig, fitter, res, meta: dict, out: Path) -> None:
     e = torch.stack([r.e for r in res])
     m = torch.stack([r.m for r in res]) if fitter.arr.uses_m else None
     solution.save(out, e, m, {
-        "model": lm.identity, "precision": str(lm.dtype).replace("torch.", ""),
+        "model": lm.identity, "precision": lm.precision,
         "arrangement": {**fitter.arr.to_dict(), "prefix_spec": recipe.prefix},
         "recipe": dataclasses.asdict(recipe), "config": C.to_dict(cfg), **meta})
 

@@ -64,8 +64,9 @@ def test_fit_in_bf16_then_decode_every_solved_row_exactly(tmp_path, capsys, monk
     ("", None, "x", torch.float32),                   # an artefact without a record: fp32
 ])
 def test_one_precision_decision(asked, record, what, want):
-    dt, why = M.decide_precision(asked, torch.device("cpu"), record, what)
-    assert dt == want and why
+    got = M.decide_precision(asked, torch.device("cpu"), record, what)
+    assert got.dtype == want and got.why
+    assert got.overrides == (asked == "bf16")
 
 
 def test_auto_without_artefact_is_the_machines_choice(monkeypatch):
