@@ -120,8 +120,8 @@ class OnePass:
         for s in range(0, len(token_lists), batch_size):
             part = token_lists[s:s + batch_size]
             tgt, _ = padded_targets(part, self.lm.device)
-            mm = None if m is None or m.dim() == 1 or len(m) == 1 else m[s:s + batch_size]
-            mm = m if mm is None else mm
+            # one shared m ([d] or [1, d]) serves every batch; per-row m's are sliced
+            mm = m if m is None or m.dim() == 1 or len(m) == 1 else m[s:s + batch_size]
             pred = self.logits(e[s:s + batch_size], mm, tgt.shape[1], tgt).argmax(-1).tolist()
             out += [p[:len(t)] for p, t in zip(pred, part)]
         return out
