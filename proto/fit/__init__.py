@@ -265,7 +265,6 @@ class _Best:
     def __init__(self, d: int, device):
         self.acc = torch.zeros(0, device=device)
         self.loss = torch.zeros(0, device=device)
-        self.hits = torch.zeros(0, device=device)
         self.e = torch.zeros(0, d, device=device)
         self.m = torch.zeros(0, d, device=device)
 
@@ -273,20 +272,18 @@ class _Best:
         dev, d = self.acc.device, self.e.shape[1]
         self.acc = torch.cat([self.acc, torch.full((n,), -1.0, device=dev)])
         self.loss = torch.cat([self.loss, torch.full((n,), float("inf"), device=dev)])
-        self.hits = torch.cat([self.hits, torch.zeros(n, device=dev)])
         self.e = torch.cat([self.e, torch.zeros(n, d, device=dev)])
         self.m = torch.cat([self.m, torch.zeros(n, d, device=dev)])
 
     def keep(self, idx: torch.Tensor):
-        self.acc, self.loss, self.hits = self.acc[idx], self.loss[idx], self.hits[idx]
+        self.acc, self.loss = self.acc[idx], self.loss[idx]
         self.e, self.m = self.e[idx], self.m[idx]
 
     @torch.no_grad()
-    def update(self, acc, loss, hits, e, m):
+    def update(self, acc, loss, e, m):
         better = (acc > self.acc) | ((acc == self.acc) & (loss < self.loss))
         self.acc = torch.where(better, acc, self.acc)
         self.loss = torch.where(better, loss, self.loss)
-        self.hits = torch.where(better, hits.float(), self.hits)
         self.e[better] = e[better].float()
         if m is not None:
             self.m[better] = m[better].float()
@@ -616,7 +613,7 @@ class _Batch:
         grads = torch.autograd.grad(torch.where(finite, loss_r, 0).sum(), train,
                                     allow_unused=True) if train else []
         acc = hits.sum(1).float() / self.n_tok.float()
-        self.best.update(acc, loss_r.detach(), hits.sum(1), per_row["e"].detach(),
+        self.best.update(acc, loss_r.detach(), per_row["e"].detach(),
                          per_row["m"].detach() if per_row["m"] is not None else None)
         if self.trace_at:
             self._trace(acc)
@@ -694,8 +691,9 @@ class _Batch:
             b = self.best
             e = torch.where(bad.unsqueeze(1), b.e, e)
             m = torch.where(bad.unsqueeze(1), b.m, m) if uses_m else m
-            accl = torch.where(bad, b.acc, acc).tolist()
-            cl = torch.where(bad, b.hits, hits.sum(1).float()).tolist()
+            best_acc = torch.where(bad, b.acc, acc)
+            accl = best_acc.tolist()
+            cl = (best_acc * self.n_tok).round().tolist()
             ll = torch.where(bad, b.loss, loss_r.detach()).tolist()
         for j, ri in enumerate(self.row_idx):
             uj = self.row_unit[j]
