@@ -206,7 +206,7 @@ def main(argv=None) -> int:
                "missing": sum(p["problem"] == "missing" for p in files["problems"]),
                "decode": {k: v for k, v in dec.items() if k != "rows"}}
     log_run(a, summary)
-    print(json.dumps(summary))
+    C.print_summary(summary)
     return 0 if ok else 1
 
 

@@ -38,7 +38,6 @@ them), chunk and chunks (e's written), seconds, untrained_lengths, out.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -259,7 +258,7 @@ def main(argv=None) -> int:
               f"{blob['lengths']}", file=sys.stderr)
     for p, ids, x in zip(whole, toks, text_acc):
         print(f"{x:.3f}  {marked(lm, p, ids)}")
-    print(json.dumps(summary))
+    C.print_summary(summary)
     return 0
 
 

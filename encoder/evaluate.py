@@ -41,7 +41,6 @@ eval/c_tokens and eval/<method>_acc ... for every baseline.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from collections import Counter
@@ -491,7 +490,7 @@ def main(argv=None) -> int:
                   if curve else {}),
                "seconds": round(time.time() - t0, 1),
                **{k: round(v, 4) for k, v in metrics.items() if "/" not in k[5:]}}
-    print(json.dumps(summary))
+    C.print_summary(summary)
     return 0
 
 

@@ -28,7 +28,6 @@ and a plot of loss and accuracy after `inner_steps` per iteration beside it; log
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -176,8 +175,8 @@ def main(argv=None) -> int:
         fig = plot(history, Path(f"{stem}.png"))
         mr.figure(fig, "meta_start.png")
         mr.artifact(out)
-    print(json.dumps({"out": str(out), "iters": cfg.iters, "seconds": round(time.time() - t0, 1),
-                      "first": history[0], "last": history[-1]}))
+    C.print_summary({"out": str(out), "iters": cfg.iters, "seconds": round(time.time() - t0, 1),
+                     "first": history[0], "last": history[-1]})
     return 0
 
 
