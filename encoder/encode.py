@@ -99,11 +99,6 @@ def hit_rate(pred: list[int], ids: list[int]) -> float:
     return sum(p == t for p, t in zip(pred, ids)) / len(ids)
 
 
-def encode_texts(enc, lm, texts: list[str], batch_size: int = 64) -> tuple[torch.Tensor, list]:
-    toks = [lm.tokenize(t) for t in texts]
-    return encode_tokens(enc, toks, texts, batch_size=batch_size).cpu(), toks
-
-
 def chunk_length(spec: int | str, enc, blob: dict) -> int:
     """Tokens per e (0 = whole texts); ValueError (one line) above the encoder's maximum."""
     if spec == "auto":

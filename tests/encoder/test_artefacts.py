@@ -1,4 +1,5 @@
 """Encoder files are self-contained, and every path that reads one gets the same e's."""
+import json
 from pathlib import Path
 
 import pytest
@@ -6,9 +7,9 @@ import torch
 
 from encoder import checkpoint as ckpt
 from encoder.core import EncoderError
-from encoder.encode import encode_texts
+from encoder.encode import main as encode_main
 from encoder.models import STATS
-from proto import config as C
+from proto import config as C, solution
 from proto import models as M
 from proto.providers import start_record, text_starts
 
@@ -43,16 +44,20 @@ def test_the_table_statistics_travel_with_the_file(positional):
 
 @pytest.mark.parametrize("flag", ["0", "1"])
 @pytest.mark.parametrize("trained", ["float32", "bfloat16"])
-def test_fit_init_from_and_encode_start_from_the_same_e(positional, trained, flag, monkeypatch):
+def test_fit_init_from_and_encode_start_from_the_same_e(positional, trained, flag, monkeypatch,
+                                                        tmp_path, capsys):
     monkeypatch.setenv("PROTOSPACE_CPU_BF16", flag)
     M.cpu_precision.cache_clear()
-    spec = str(positional[trained])
-    enc, decoder, _, _ = ckpt.load(spec)                       # encoder.encode's path
-    e_encode, toks = encode_texts(enc, decoder.lm, TEXTS)
+    spec, out, summary = str(positional[trained]), tmp_path / "enc.safetensors", tmp_path / "s"
+    argv = ["--checkpoint", spec, "--out", str(out), "--summary", str(summary), "mlflow=false"]
+    assert encode_main(argv + [a for t in TEXTS for a in ("--text", t)]) == 0
+    e_encode, _, meta = solution.load(str(out))                # what encoder.encode wrote
+    assert json.loads(summary.read_text()) == json.loads(capsys.readouterr().out.splitlines()[-1])
     lm = M.load_model("tiny-random", device="cpu", dtype="auto", **start_record(spec))
+    toks = [lm.tokenize(t) for t in TEXTS]
     e_fit, _, _ = text_starts(spec, lm, toks)                  # proto.fit --init-from's path
     M.cpu_precision.cache_clear()
-    assert lm.dtype == decoder.lm.dtype == getattr(torch, trained)
+    assert lm.dtype == getattr(torch, trained) and meta["precision"] == trained
     assert torch.equal(e_encode, e_fit)
 
 
