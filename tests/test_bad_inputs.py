@@ -6,7 +6,7 @@ README's "Commands": exactly one line on stderr, starting with `error:` and hold
 fragment (the line is about this input), exit code 2, no traceback, no bare exception name in
 place of a reason, and no file or directory created, changed or removed, inputs included. The
 inputs are made in the case's directory: missing, empty and random-byte files, and copies of
-real tiny artefacts (a solution file, a corpus, an encoder) built once per session on the
+real tiny artefacts (a solution file, a corpus, an encoder) built once per test run on the
 in-process model `tiny-random`, whole, cut in half or edited.
 
 PROTOSPACE_BAD_INPUTS_TABLE=FILE writes the page of the table (entry point, bad input, the
@@ -263,14 +263,30 @@ def _config_cases() -> list[Case]:
     return [dataclasses.replace(c, front=True) for c in out]
 
 
+def _texts_file_cases(entry: str, cmd: str, too_long: str = "context") -> list[Case]:
+    """Missing, empty and too-long texts files for a command that takes --texts-file."""
+    return [
+        Case(entry, "missing texts file", f"{cmd} --texts-file {{missing}}", "no-such-file"),
+        Case(entry, "empty texts file", f"{cmd} --texts-file {{empty}}", "holds no text"),
+        Case(entry, "text too long", f"{cmd} --texts-file {{long_texts}}", too_long),
+    ]
+
+
+def _checkpoint_cases(entry: str, ck: str) -> list[Case]:
+    """Missing, empty, garbage and truncated encoder files; `ck` has %s for the file's key."""
+    return [
+        Case(entry, "missing checkpoint", ck % "missing", "not found"),
+        Case(entry, "empty checkpoint", ck % "empty", "empty.txt"),
+        Case(entry, "garbage checkpoint", ck % "garbage", "garbage.bin"),
+        Case(entry, "truncated checkpoint", ck % "encoder_half", "encoder-half.pt"),
+    ]
+
+
 def _fit_cases() -> list[Case]:
     b = BASE["proto.fit"].replace("--text hello ", "")
-    return [
-        Case("proto.fit", "missing texts file", f"{b} --texts-file {{missing}}", "no-such-file"),
-        Case("proto.fit", "empty texts file", f"{b} --texts-file {{empty}}", "holds no text"),
+    return _texts_file_cases("proto.fit", b, too_long="512") + [
         Case("proto.fit", "blank texts file", f"{b} --texts-file {{blank}}", "holds no text"),
         Case("proto.fit", "garbage texts file", f"{b} --texts-file {{garbage}}", "UTF-8"),
-        Case("proto.fit", "text too long", f"{b} --texts-file {{long_texts}}", "512"),
         Case("proto.fit", "out is a directory", f"{b} --text hi --out {{empty_dir}}",
              "is a directory"),
         Case("proto.fit", "missing encoder (init_from)", f"{b} --text hi --init-from {{missing}}",
@@ -391,11 +407,8 @@ def _evaluate_cases() -> list[Case]:
     b = BASE["encoder.evaluate"]
     ck = b.replace("{encoder}", "{%s}")
     co = b.replace("--corpus {corpus}", "--corpus {%s}")
-    return [
-        Case("encoder.evaluate", "missing checkpoint", ck % "missing", "not found"),
-        Case("encoder.evaluate", "empty checkpoint", ck % "empty", "empty.txt"),
-        Case("encoder.evaluate", "garbage checkpoint", ck % "garbage", "garbage.bin"),
-        Case("encoder.evaluate", "truncated checkpoint", ck % "encoder_half", "encoder-half.pt"),
+    return _checkpoint_cases("encoder.evaluate", ck) + _texts_file_cases(
+            "encoder.evaluate", f"{b} texts=file") + [
         Case("encoder.evaluate", "missing corpus", co % "missing", "no-such-file"),
         Case("encoder.evaluate", "empty corpus directory", co % "empty_dir", "no manifest.json"),
         Case("encoder.evaluate", "garbage corpus manifest", co % "corpus_garbage", "manifest.json"),
@@ -406,12 +419,6 @@ def _evaluate_cases() -> list[Case]:
              "made with model"),
         Case("encoder.evaluate", "corpus with another m (texts=all)",
              co % "corpus_other_m" + " texts=all", "another m"),
-        Case("encoder.evaluate", "missing texts file", f"{b} texts=file --texts-file {{missing}}",
-             "no-such-file"),
-        Case("encoder.evaluate", "empty texts file", f"{b} texts=file --texts-file {{empty}}",
-             "holds no text"),
-        Case("encoder.evaluate", "text too long", f"{b} texts=file --texts-file {{long_texts}}",
-             "context"),
         Case("encoder.evaluate", "stream texts too long",
              f"{b} texts=stream lengths=[600] stream_kinds=[prose]", "context"),
         Case("encoder.evaluate", "corpus manifest of an older recipe (refine)",
@@ -426,15 +433,7 @@ def _encode_cases() -> list[Case]:
     b = BASE["encoder.encode"]
     ck = b.replace("{encoder}", "{%s}")
     nt = b.replace("--text hello ", "")
-    return [
-        Case("encoder.encode", "missing checkpoint", ck % "missing", "not found"),
-        Case("encoder.encode", "empty checkpoint", ck % "empty", "empty.txt"),
-        Case("encoder.encode", "garbage checkpoint", ck % "garbage", "garbage.bin"),
-        Case("encoder.encode", "truncated checkpoint", ck % "encoder_half", "encoder-half.pt"),
-        Case("encoder.encode", "missing texts file", f"{nt} --texts-file {{missing}}",
-             "no-such-file"),
-        Case("encoder.encode", "empty texts file", f"{nt} --texts-file {{empty}}", "holds no text"),
-        Case("encoder.encode", "text too long", f"{nt} --texts-file {{long_texts}}", "context"),
+    return _checkpoint_cases("encoder.encode", ck) + _texts_file_cases("encoder.encode", nt) + [
         Case("encoder.encode", "refinement of an encoder without m",
              ck % "encoder_no_m" + " refine_steps=1", "without m"),
         Case("encoder.encode", "out is a directory",
@@ -620,7 +619,7 @@ created, changed or removed in the case's directory, its inputs included (paths,
 mtimes compared). Most cases call the command's `main(argv)` in-process; those marked
 (subprocess) run `python -m ...` and show what reaches a terminal, library warnings included.
 Inputs are missing, empty and random-byte files, and copies of a tiny solution file, corpus
-and encoder built once per session on the in-process model `tiny-random` (512 positions),
+and encoder built once per test run on the in-process model `tiny-random` (512 positions),
 whole, cut in half or edited. `TMP` is the case's directory.
 
 Regenerate this page (40 s on an idle 2-core CPU, 80 s with its cores shared):
