@@ -178,10 +178,7 @@ def whole_texts(chunks: list[dict] | None, n: int, pred: list[list[int]]) -> lis
     """Each text's prediction: its chunks' predictions joined in chunk order."""
     if not chunks:
         return pred
-    out: list[list[int]] = [[] for _ in range(n)]
-    for c, p in zip(chunks, pred):
-        out[c["text_id"]] += p
-    return out
+    return [[tok for i in ix for tok in pred[i]] for ix in solution.by_text(chunks, n)]
 
 
 def scores(acc: list[float], toks, prefix: str) -> dict:

@@ -90,12 +90,18 @@ def is_chunked(meta: dict) -> bool:
     return any("text_id" in r for r in meta.get("rows", []))
 
 
-def text_rows(meta: dict) -> list[list[int]]:
-    """For each whole text, the indices of its rows in chunk order."""
-    out: list[list[int]] = [[] for _ in meta["texts"]]
-    for i, r in enumerate(meta["rows"]):
+def by_text(rows: list[dict], n_texts: int) -> list[list[int]]:
+    """For each of n_texts whole texts, the indices of its chunk rows (dicts with text_id and
+    chunk: a file's rows or chunk_rows') in chunk order."""
+    out: list[list[int]] = [[] for _ in range(n_texts)]
+    for i, r in enumerate(rows):
         out[r["text_id"]].append(i)
-    return [sorted(ix, key=lambda i: meta["rows"][i]["chunk"]) for ix in out]
+    return [sorted(ix, key=lambda i: rows[i]["chunk"]) for ix in out]
+
+
+def text_rows(meta: dict) -> list[list[int]]:
+    """For each whole text of a chunked file, the indices of its rows in chunk order."""
+    return by_text(meta["rows"], len(meta["texts"]))
 
 
 def check_chunks(p: Path, meta: dict) -> None:

@@ -194,9 +194,7 @@ def save(cfg: FitConfig, fitter, res, meta: dict, out: Path) -> None:
 
 def chunk_summary(texts, chunks, best) -> tuple[dict, list[str]]:
     """Texts solved (all their chunks), chunks solved, and a line per text."""
-    by_text: list[list] = [[] for _ in texts]
-    for c, b in zip(chunks, best):
-        by_text[c["text_id"]].append(b)
+    by_text = [[best[i] for i in ix] for ix in solution.by_text(chunks, len(texts))]
     lines, accs = [], []
     for i, bs in enumerate(by_text):
         c, n = sum(b.c_tokens for b in bs), sum(b.n_tokens for b in bs)
