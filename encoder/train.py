@@ -559,10 +559,6 @@ class Trainer:
         return summary
 
 
-# the launchers' --local_rank is taken by the command front (proto.config.take_local_rank)
-take_local_rank = C.take_local_rank
-
-
 def main(argv=None) -> int:
     cfg = C.parse_cli(EncoderConfig, __doc__, argv, prog="python -m encoder.train")
     if cfg is None:

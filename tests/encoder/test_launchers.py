@@ -99,7 +99,7 @@ def test_encode_reads_a_launched_runs_checkpoint(deepspeed_run, tmp_path, capsys
 
 
 def test_local_rank_flag_sets_the_environment_only_where_a_launcher_did_not(monkeypatch):
-    from encoder.train import take_local_rank
+    from proto.config import take_local_rank
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert take_local_rank(["--local_rank", "1", "--config", "c.yaml", "a=1"]) == [
         "--config", "c.yaml", "a=1"]
