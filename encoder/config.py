@@ -96,6 +96,9 @@ class DataConfig:
     heldout_percent: float = 10.0    # contexts and texts held out, by hash of their ids
     eval_texts: int = 64             # held-out texts evaluated during training (0 = all)
     seed: int = 0
+    # micro-batches drawn, tokenised and padded ahead on a background thread, so the device
+    # never waits for text (0 = each when it is needed); the batches are the same either way
+    prefetch: int = 2
 
     def __post_init__(self):
         if not 0 <= self.raw_fraction <= 1:
@@ -108,8 +111,8 @@ class DataConfig:
             raise ValueError("data.raw and data.stream both give raw text: choose one")
         if self.extra_corpora and not self.corpus:
             raise ValueError("data.extra_corpora needs data.corpus (whose m they share)")
-        if self.raw_pool < 1 or self.eval_texts < 0:
-            raise ValueError("raw_pool must be >= 1 and eval_texts >= 0")
+        if self.raw_pool < 1 or self.eval_texts < 0 or self.prefetch < 0:
+            raise ValueError("raw_pool must be >= 1, eval_texts and prefetch >= 0")
         c = self.curriculum
         if c and (c[0] != 0 or any(b < a for a, b in zip(c, c[1:]))):
             raise ValueError(f"curriculum {c} must start at step 0 and never decrease")

@@ -18,6 +18,10 @@ train.global_batch evenly over the ranks, and accumulation = global / (micro x r
 config runs on 1, 2, 4 or 8 ranks (a global batch the ranks cannot split is refused). Only the
 encoder's trainable weights are in the optimizer; the frozen decoder gets no gradients.
 
+A background thread draws, tokenises and pads the next `data.prefetch` micro-batches while the
+device works on the current one; a batch is fixed by its step and position alone, so prefetching
+changes when a batch is made, never which, and a resumed run picks the feed up at its step.
+
 The lr follows a warmup and a cosine to train.min_lr_ratio at train.steps, or, with a time
 box (train.max_minutes), at the step the box is expected to reach at the speed of the first
 steps; training stops when the box is spent, and a rerun continues the box where it stood.
@@ -33,6 +37,7 @@ to FILE with --summary FILE): under a launcher, the launcher's own lines follow 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -58,10 +63,11 @@ from .evaluate import evaluate, flat_metrics, table
 from .losses import nearest_targets, regress_loss, unrolled
 from .models import Encoder, pad_batch
 from .plots import learning_curve
+from .prefetch import Ahead
 
 # config fields that may differ between a run and its resumption
 VOLATILE = {"train.stop_after", "train.resume", "train.steps", "mlflow", "threads", "device",
-            "train.eval_every", "train.save_every"}
+            "train.eval_every", "train.save_every", "data.prefetch"}
 
 
 # steps timed, after the first, before a time box sets the lr schedule's horizon
@@ -245,10 +251,29 @@ def batch_inputs(examples, device) -> dict:
     return {"ids": ids, "mask": mask, "texts": [x.text for x in examples]}
 
 
-def micro_loss(engine, setup, cfg: EncoderConfig, examples) -> tuple[torch.Tensor, dict]:
-    """The loss of one micro-batch and its parts (decode CE, accuracy, regress distance)."""
+def to_device(inputs: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in inputs.items()}
+
+
+def no_phase(name: str):
+    return contextlib.nullcontext()
+
+
+def micro_loss(engine, setup, cfg: EncoderConfig, examples, inputs: dict | None = None,
+               phase=no_phase) -> tuple[torch.Tensor, dict]:
+    """The loss of one micro-batch and its parts (decode CE, accuracy, regress distance).
+    `inputs`: the batch's padded tensors if already made (on any device); `phase(name)`: a
+    context that times the encoder and decoder parts (the benchmark's)."""
     enc = engine.module
-    e = engine(batch_inputs(examples, setup.lm.device)).float()
+    with phase("encoder_forward"):
+        inputs = inputs or batch_inputs(examples, "cpu")
+        e = engine(to_device(inputs, setup.lm.device)).float()
+    with phase("decoder_forward"):
+        return _decoder_loss(enc, setup, cfg, examples, e)
+
+
+def _decoder_loss(enc, setup, cfg: EncoderConfig, examples, e) -> tuple[torch.Tensor, dict]:
     m = enc.m if enc.m is not None else setup.m
     parts, loss = {}, e.new_zeros(())
     if cfg.loss.kind in ("decode", "mix"):
@@ -298,6 +323,8 @@ class Trainer:
     def __init__(self, cfg: EncoderConfig, lm=None, log=None):
         self.cfg, self.log = cfg, log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.lm = lm
+        self.phase = no_phase   # eval.bench_encoder times the parts of a step through it
+        self.feed, self.feed_next = None, None
 
     def build(self):
         cfg = self.cfg
@@ -381,21 +408,55 @@ class Trainer:
         self.last_res = (self.step, res)
         return res, flat_metrics(res)
 
+    # ------------------------------------------------------------ the data feed
+    def make_batch(self, key: tuple[int, int]) -> tuple[list, dict]:
+        """Micro-batch `micro` of step `step` on this rank: its examples and padded tensors
+        (on the CPU, pinned for a GPU so that the copy overlaps compute)."""
+        step, micro = key
+        exs = self.setup.split.micro_batch(step, micro, self.rank, self.world, self.micro,
+                                           self.accum)
+        inputs = batch_inputs(exs, "cpu")
+        if self.setup.lm.device.type == "cuda":
+            inputs = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in inputs.items()}
+        return exs, inputs
+
+    def next_batch(self, micro: int) -> tuple[list, dict]:
+        """The batch at (self.step, micro), from the feed of batches prepared ahead; a feed
+        that is elsewhere (the step was moved by hand) restarts here, so the batch is always
+        the one the position fixes."""
+        key = (self.step, micro)
+        if self.feed is None or self.feed_next != key:
+            self.close_feed()
+            keys = ((s, m) for s in itertools.count(self.step) for m in range(self.accum)
+                    if (s, m) >= key)
+            self.feed = Ahead(self.make_batch, keys, self.cfg.data.prefetch)
+        got, batch = next(self.feed)
+        step, m = got
+        self.feed_next = (step, m + 1) if m + 1 < self.accum else (step + 1, 0)
+        return batch
+
+    def close_feed(self):
+        if self.feed is not None:
+            self.feed.close()
+        self.feed, self.feed_next = None, None
+
     # ------------------------------------------------------------ the loop
     def train_step(self) -> dict:
         sums: dict = {}
         bad = 0.0
         for micro in range(self.accum):
-            exs = self.setup.split.micro_batch(self.step, micro, self.rank, self.world,
-                                               self.micro, self.accum)
-            loss, parts = micro_loss(self.engine, self.setup, self.cfg, exs)
+            with self.phase("data_wait"):
+                exs, inputs = self.next_batch(micro)
+            loss, parts = micro_loss(self.engine, self.setup, self.cfg, exs, inputs, self.phase)
             parts["loss"] = loss.item()
             if not math.isfinite(parts["loss"]):
                 bad = 1.0
                 loss = torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
-            self.engine.backward(loss)
+            with self.phase("backward"):
+                self.engine.backward(loss)
             if micro < self.accum - 1:
-                self.engine.step()
+                with self.phase("optimizer"):
+                    self.engine.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v / self.accum
         flag = torch.tensor([bad], device=self.setup.lm.device)
@@ -403,7 +464,8 @@ class Trainer:
             dist.all_reduce(flag)
         if flag.item() > 0:
             raise NaNLoss(f"non-finite loss at step {self.step + 1}")
-        self.engine.step()
+        with self.phase("optimizer"):
+            self.engine.step()
         self.step += 1
         return _reduce_mean(sums, self.world, self.setup.lm.device)
 
@@ -465,6 +527,7 @@ class Trainer:
             raise EncoderError(f"{exc}; stopped, the last checkpoint in {cfg.out} is kept "
                                f"(step {self._saved_step()})") from None
         finally:
+            self.close_feed()
             bar.close()
         return self._finish(mr, t0)
 

@@ -201,15 +201,16 @@ def test_growing_keeps_a_short_texts_e(tiny, tmp_path, pos_map, residual):
 TINY_POSITIONAL_LOSSES = [5.54908, 5.74915, 5.70668, 5.58067, 5.26795]
 
 
-def test_tiny_positional_recipe_gives_its_pinned_losses(tiny, tmp_path):
+@pytest.mark.parametrize("prefetch", [2, 0])
+def test_tiny_positional_recipe_gives_its_pinned_losses(tiny, tmp_path, prefetch):
     """A silent numeric change anywhere on the training path (the stream's texts, whitening,
     the maps, the decode loss, the optimiser, the schedule, gradient accumulation) moves a
-    loss by more than 1e-4."""
+    loss by more than 1e-4; batches prepared ahead (data.prefetch) or on demand are the same."""
     from encoder.config import EncoderConfig
     from encoder.train import Trainer
     from proto import config as C
     cfg = C.load(EncoderConfig, ROOT / "configs" / "encoder" / "tiny-positional.yaml",
-                 [f"out={tmp_path}", "mlflow=false"])
+                 [f"out={tmp_path}", "mlflow=false", f"data.prefetch={prefetch}"])
     s = Trainer(cfg, lm=tiny, log=lambda s: None).run()
     assert s["finished"] and s["steps"] == len(TINY_POSITIONAL_LOSSES)
     assert _losses(tmp_path) == pytest.approx(TINY_POSITIONAL_LOSSES, rel=1e-4)
