@@ -19,11 +19,11 @@ _END = object()
 
 class Ahead:
     """An iterator of (key, item); `close()` stops the thread (also safe when there is none).
-    `busy_seconds` is the time spent making items, wherever they were made."""
+    `busy_seconds` is the time spent making the `made` items, wherever they were made."""
 
     def __init__(self, make: Callable, keys: Iterable, depth: int):
         self.make, self.keys, self.depth = make, iter(keys), depth
-        self.busy_seconds = 0.0
+        self.busy_seconds, self.made = 0.0, 0
         self._stop = threading.Event()
         self._q: queue.Queue | None = None
         self._thread: threading.Thread | None = None
@@ -37,6 +37,7 @@ class Ahead:
         t0 = time.perf_counter()
         item = self.make(key)
         self.busy_seconds += time.perf_counter() - t0
+        self.made += 1
         return key, item
 
     def _work(self):
