@@ -116,9 +116,13 @@ class BuildConfig(ModelFields):
     bezier_samples: int = 8
     bezier_lr: float = 1e-2
     path_grid: int = 21                   # t grid for path accuracies
-    # an encoder checkpoint (or 'default'): every e starts at the encoder's prediction plus
-    # small noise instead of at the learned start (refinement); its m must be the corpus's m
+    # an encoder checkpoint (or 'default'): every text's first attempt starts at the encoder's
+    # e and runs init_recipe (refinement; default `refine`: constant lr, no noise); a text it
+    # leaves unsolved starts again from e0 with the recipe, as do its tail restarts. The
+    # encoder's m must be the corpus's m.
     init_from: str = ""
+    init_recipe: str = "refine"
+    init_overrides: dict = dataclasses.field(default_factory=dict)   # its Recipe fields
     seed: int = 0
     threads: int = 0                      # torch CPU threads (0 = torch's default)
     wait_seconds: float = 7200.0          # ranks > 0: how long to wait for rank 0's m
@@ -151,6 +155,7 @@ class BuildConfig(ModelFields):
         if self.bezier_lr <= 0:
             raise ValueError("bezier_lr must be > 0")
         get_recipe(self.recipe, **self.recipe_overrides)  # unknown recipe or field -> error
+        get_recipe(self.init_recipe, **self.init_overrides)
 
 
 def _recipe(cfg: BuildConfig):
@@ -162,6 +167,9 @@ def content_config(cfg: BuildConfig, precision: str) -> dict:
     d = C.to_dict(cfg)
     for k in VOLATILE:
         d.pop(k, None)
+    if not cfg.init_from:   # they change nothing then; corpora built before them still resume
+        d.pop("init_recipe")
+        d.pop("init_overrides")
     d["dtype"] = precision
     return d
 
@@ -253,7 +261,8 @@ def encoder_starts(fitter, cfg: BuildConfig, texts: list[Text], m, prog, starts)
         raise C.ConfigError(f"encoder {blob['path']} decodes with another m than this corpus "
                             f"(train it on a corpus with the same m_init and model)")
     starts = {t.text_id: e[i] for i, t in enumerate(texts)}
-    start_rows_at(fitter, lambda row: starts[row.key], cfg.recipe_overrides)
+    start_rows_at(fitter, lambda row: starts[row.key],
+                  get_recipe(cfg.init_recipe, **cfg.init_overrides))
     prog.line(f"starts: encoder {blob['path']} (step {blob['step']}) for {len(texts)} texts")
 
 

@@ -193,7 +193,7 @@ def refine(cfg: EncodeConfig, enc, decoder, m, e, toks):
     """K refinement steps from e (the plain decoder: the encoder is released first)."""
 
     enc.release()
-    recipe = refine_recipe(get_recipe("default"), cfg.refine_lr, cfg.refine_steps)
+    recipe = refine_recipe(cfg.refine_lr, cfg.refine_steps)
     res = curve(decoder.lm, recipe, toks, e, m.detach().float().cpu(), None,
                 ks=(cfg.refine_steps,), batch_size=cfg.batch_size)["results"]
     return torch.stack([r.e for r in res]), [r.steps for r in res]

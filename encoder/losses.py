@@ -5,8 +5,8 @@ decode   cross-entropy of one-pass decoding `[prefix, e, m, ..., m]`: the frozen
          decoder into e and on into the encoder; the decoder gets no weight gradients.
 regress  distance of the predicted e to the corpus's fitted e (MSE per coordinate, or cosine
          distance), the minimum over the text's solved restarts.
-nearest  distance of the predicted e to where a few Adam steps of the decode loss take it (m
-         frozen, the encoder untouched): a target on the way to the solution nearest the
+nearest  distance of the predicted e to where a few refinement steps of the decode loss take
+         it (m frozen, the encoder untouched): a target on the way to the solution nearest the
          prediction rather than a fixed corpus e far from it, and one any text has (no corpus).
 unrolled the decode loss after K refinement steps from the prediction (semi-amortised): the
          steps are the fitter's own per-row AdamW (proto.fit.RowAdam) at the refinement lr,
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from proto.arrangement import Arrangement
-from proto.fit import Recipe, RowAdam
+from proto.fit import RowAdam, get_recipe
 from proto.onepass import OnePass, padded_targets
 
 
@@ -88,29 +88,19 @@ def regress_loss(e: torch.Tensor, targets: list[torch.Tensor | None], metric: st
 def nearest_targets(decoder: Decoder, e: torch.Tensor, m: torch.Tensor | None,
                     token_lists: list[list[int]], steps: int, lr: float
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(targets, accuracy of e, accuracy of the targets): each row of e after `steps` Adam
-    steps of its own decode loss; nothing flows back into e or m."""
-    z = e.detach().clone().requires_grad_(True)
-    m = None if m is None else m.detach()
-    opt = torch.optim.Adam([z], lr=lr)
-    start_acc = None
-    with torch.enable_grad():
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            # rows are independent and Adam is per coordinate: the batch mean is each row's fit
-            loss, acc = decoder.loss(z, m, token_lists)
-            start_acc = acc if start_acc is None else start_acc
-            loss.backward()
-            opt.step()
-    return z.detach(), start_acc, decoder.accuracy(z.detach(), m, token_lists).to(e.device)
+    """(targets, accuracy of e, accuracy of the targets): each row of e after `steps`
+    refinement steps of its own decode loss (the `refine` recipe at lr, the fitter's per-row
+    AdamW); nothing flows back into e or m."""
+    z, start_acc = _refined(decoder, e, m, token_lists, steps, lr)
+    z = z.to(e.dtype)
+    return z, start_acc, decoder.accuracy(z, m, token_lists).to(e.device)
 
 
-def unrolled(decoder: Decoder, e: torch.Tensor, m: torch.Tensor | None,
+def _refined(decoder: Decoder, e: torch.Tensor, m: torch.Tensor | None,
              token_lists: list[list[int]], steps: int, lr: float
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(CE after `steps` refinement steps, with its gradient flowing into e; accuracy of e;
-    accuracy after the steps). The steps are those of encoder.refine's K-step path."""
-    recipe = Recipe(name="refine", lr=lr, max_steps=max(1, steps))
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(e after `steps` refinement steps, detached; accuracy of e, None when steps = 0)."""
+    recipe = get_recipe("refine", lr=lr)
     table = RowAdam(e.shape[1], e.device, True)
     table.add(e.detach())
     m_fixed = None if m is None else m.detach()
@@ -123,6 +113,15 @@ def unrolled(decoder: Decoder, e: torch.Tensor, m: torch.Tensor | None,
             # rows are independent: the sum of row losses gives each row its own gradient
             (g,) = torch.autograd.grad(loss * len(token_lists), [z])
             table.step(torch.nan_to_num(g), recipe)
-    e_k = e + (table.p - e.detach())
+    return table.p.detach(), start_acc
+
+
+def unrolled(decoder: Decoder, e: torch.Tensor, m: torch.Tensor | None,
+             token_lists: list[list[int]], steps: int, lr: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(CE after `steps` refinement steps, with its gradient flowing into e; accuracy of e;
+    accuracy after the steps). The steps are encoder.refine's (the `refine` recipe)."""
+    z, start_acc = _refined(decoder, e, m, token_lists, steps, lr)
+    e_k = e + (z.to(e.dtype) - e.detach())
     loss, acc_k = decoder.loss(e_k, m, token_lists)
     return loss, (acc_k if start_acc is None else start_acc), acc_k

@@ -21,8 +21,8 @@ in the cost of fuller batches. `texts_file` takes the first n_texts lines of a f
 its own length) instead of n_tokens-token windows of `source`. Reported per arm: texts
 solved, wall seconds, texts solved per hour, median steps (a text won by a tail row counts
 that row's steps), row-steps run; the ratio tail / no tail of texts per hour for each tail arm. `init_from` (an encoder checkpoint or
-'default') starts every row at the encoder's e plus refinement noise, with m frozen at the
-encoder's m, as `proto.fit --init-from` does. Writes
+'default') starts every row's first attempt at the encoder's e (the `refine` recipe), with m
+frozen at the encoder's m, as `proto.fit --init-from` does. Writes
 out/{config.yaml,results.json,table.md,bench_tail.png}; logs to MLflow (experiment `eval`);
 the last stdout line is JSON.
 """
@@ -77,7 +77,7 @@ def _fitter(cfg, lm, tail: int, after: float, starts):
                tail_after=after)
     if starts is not None:
         e = starts[0]
-        start_rows_at(f, lambda row: e[int(row.key)], cfg.recipe_overrides)
+        start_rows_at(f, lambda row: e[int(row.key)])
     return f
 
 

@@ -126,6 +126,14 @@ RECIPES: dict[str, Recipe] = {
     # On a model with no shipped start it is default_v2 at lr 0.2, with a warning.
     "default": Recipe(name="default", prefix="sink", init_std=0.0, lr=0.2, schedule="cosine",
                       schedule_steps=300, max_steps=2000, restart_after=300, start="learned"),
+    # The first attempt from an encoder's e (start_rows_at; FirstAttempt): refinement. Constant
+    # Adam at 0.3 with no noise to speak of (init_std 0 would mean the embedding std): on
+    # held-out prose 0.3 > 0.2 > 0.1 > 0.05 after every K (docs/research/positional-encoder),
+    # and a start that is mostly right is spoiled by the fitting recipe's noise and large
+    # early steps. A row it leaves unsolved after restart_after steps starts again from e0
+    # with the fitter's recipe (docs/research/encoder-starts).
+    "refine": Recipe(name="refine", prefix="sink", init_std=1e-6, lr=0.3, schedule="constant",
+                     max_steps=2000, restart_after=40, start="learned"),
 }
 
 
@@ -244,11 +252,13 @@ class RowAdam:
         return self.t + self.off
 
     @torch.no_grad()
-    def step(self, grad: torch.Tensor, recipe: Recipe):
-        """torch.optim.AdamW's update, vectorised with a step count per vector."""
+    def step(self, grad: torch.Tensor, recipe: Recipe,
+             lr_of: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        """torch.optim.AdamW's update, vectorised with a step count per vector. lr_of maps the
+        vectors' step counts to their lrs [R] (default: the recipe's lr and schedule)."""
         self.t += 1
         t = self.t.unsqueeze(1)
-        lr = recipe.lr * lr_factor(recipe, self.t).unsqueeze(1)
+        lr = (lr_of(self.t) if lr_of else recipe.lr * lr_factor(recipe, self.t)).unsqueeze(1)
         self.p.mul_(1 - lr * recipe.weight_decay)
         self.ea.lerp_(grad, 1 - recipe.beta1)
         self.eas.mul_(recipe.beta2).addcmul_(grad, grad, value=1 - recipe.beta2)
@@ -371,6 +381,19 @@ class _Outcomes:
         return new
 
 
+@dataclasses.dataclass
+class FirstAttempt:
+    """A row's first attempt from a text-dependent start (refinement from an encoder's e): it
+    starts at starts(row) plus `recipe.init_std` noise and runs at `recipe`'s lr and schedule
+    (the optimiser's betas and weight decay stay the fitter's). After `recipe.restart_after`
+    unsolved steps (0 = never) the row starts again where the fitter's own recipe starts (e0
+    plus its noise) and runs that recipe; tail restarts of its text start there too. A start
+    that is mostly right wants small constant steps; one that is wrong is no better a place to
+    start again than e0 (docs/research/encoder-starts)."""
+    starts: Callable[[FitRow], torch.Tensor]
+    recipe: Recipe
+
+
 class Fitter:
     """Fits proto-tokens for rows of token ids with one frozen model and one recipe."""
 
@@ -393,6 +416,7 @@ class Fitter:
         # Optional text-dependent start: row -> {"e": delta, "m": delta} added to the centre of a
         # row's own vectors (an amortised start; research probes set it).
         self.row_center: Callable[[FitRow], dict[str, torch.Tensor]] | None = None
+        self.first: FirstAttempt | None = None   # start_rows_at
         self.arr = Arrangement(recipe.arrangement, prefix_ids(lm.tokenizer, recipe.prefix))
         self.d = lm.d_model
         self.device = lm.device
@@ -426,6 +450,8 @@ class Fitter:
             raise ValueError("e_mode='frozen' needs e")
         if group_size > self.batch_size:
             raise ValueError(f"group_size {group_size} exceeds batch_size {self.batch_size}")
+        if self.first is not None and e_mode != "row":
+            raise ValueError("start_rows_at needs e_mode='row' (each row its own e)")
         for r in rows:
             self.check_length(len(r.token_ids))
         b = _Batch(self, list(rows), {"e": e_mode, "m": m_mode}, {"e": e, "m": m},
@@ -510,10 +536,23 @@ class _Batch:
         # restarts need single-row units (no 'unit' mode) with a row vector to re-draw
         self.restart_after = (self.recipe.restart_after if "unit" not in modes.values()
                               and "row" in modes.values() else 0)
-        use_start = fitter.start is not None and "frozen" not in modes.values()
+        use_start = fitter.start is not None and ("frozen" not in modes.values()
+                                                  or self._m_is_m0(fitter.start[1]))
         self.center = {"e": fitter.e_center if fitter.e_center is not None else
                        (fitter.start[0] if use_start else None),
                        "m": fitter.start[1] if use_start else None}
+        self.first = fitter.first
+
+    def _m_is_m0(self, m0: torch.Tensor) -> bool:
+        """m frozen at the learned start's m0, e trained: e0 is still e's partner there."""
+        m = self.fixed["m"]
+        return (self.modes["e"] != "frozen" and self.modes["m"] == "frozen" and m is not None
+                and torch.equal(m.detach().float().cpu().reshape(-1), m0.float().cpu()))
+
+    def in_first(self, ri: int) -> bool:
+        """Row ri runs its first attempt from FirstAttempt.starts (tail rows never do)."""
+        return (self.first is not None and self.row_attempt.get(ri, 0) == 0
+                and ri not in self.outcomes.origin)
 
     # ------------------------------------------------------------ vectors and admission
 
@@ -525,9 +564,17 @@ class _Batch:
         key, rs = (row.key, row.restart) if row is not None else (unit.key, unit.restart)
         # Paper scheme: N(0, init_std); default init_std is the embedding std.
         what = kind if attempt == 0 else f"{kind}#{attempt}"
+        if kind == "e" and row is not None and attempt == 0 and self.first is not None \
+                and ridx not in self.outcomes.origin:
+            std = self.first.recipe.init_std or f.std
+            v = init_vector(row_seed(f.seed, key, rs, what), d, std)
+            return (v + self.first.starts(row).detach().float().cpu().reshape(d)).reshape(1, d)
         v = init_vector(row_seed(f.seed, key, rs, what), d, f.std)
         if self.center[kind] is not None:
             v = v + self.center[kind]
+        elif kind == "e" and row is not None and self.first is not None:
+            # no e0 pairs with this frozen m: the provider's e is still the better centre
+            v = v + self.first.starts(row).detach().float().cpu().reshape(d)
         if f.row_center is not None and row is not None:
             delta = f.row_center(row).get(kind)
             if delta is not None:
@@ -629,11 +676,19 @@ class _Batch:
         # Update the parameters of units that go on (finished ones are dropped below).
         for k, g in zip([k for k in ("e", "m") if self.tabs[k].trainable], grads):
             if g is not None:
-                self.tabs[k].step(torch.nan_to_num(g), self.recipe)
-        if self.restart_after:
+                lr_of = self._row_lr() if k == "e" and self.first is not None else None
+                self.tabs[k].step(torch.nan_to_num(g), self.recipe, lr_of)
+        if self.restart_after or self.first is not None:
             self._restart_stalled(done_u)
         self._drop(done_u, unit_steps, ru)
         return dt
+
+    def _row_lr(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Per active row: the first attempt's lr and schedule, or the recipe's."""
+        first = torch.tensor([self.in_first(ri) for ri in self.row_idx],
+                             device=self.tokens.device)
+        fr, r = self.first.recipe, self.recipe
+        return lambda t: torch.where(first, fr.lr * lr_factor(fr, t), r.lr * lr_factor(r, t))
 
     def _trace(self, acc: torch.Tensor):
         """Record each active row's accuracy at the traced step counts it is at now."""
@@ -723,7 +778,9 @@ class _Batch:
         rows here, so active row j is unit j and table entry j. A row whose budget is spent is
         reported next step with what it reached, not with a fresh init."""
         lead = self.lead()
-        fresh = (lead.t >= self.restart_after) & ~done_u & (lead.steps() < self.max_steps)
+        after = torch.tensor([self._restart_after(ri) for ri in self.row_idx],
+                             device=lead.t.device, dtype=lead.t.dtype)
+        fresh = (after > 0) & (lead.t >= after) & ~done_u & (lead.steps() < self.max_steps)
         for j in fresh.nonzero().flatten().tolist():
             ri = self.row_idx[j]
             self.row_attempt[ri] += 1
@@ -731,6 +788,11 @@ class _Batch:
                 if self.modes[kind] == "row":
                     self.tabs[kind].reset(j, self.vec_init(kind, self.units[self.unit_ids[j]],
                                                            ri, self.row_attempt[ri]))
+
+    def _restart_after(self, ri: int) -> int:
+        if self.in_first(ri) and "unit" not in self.modes.values():
+            return self.first.recipe.restart_after
+        return self.restart_after
 
     def _drop(self, done_u, unit_steps, ru):
         """Drop finished units (and, in a race, siblings of a text that just solved; with tail
@@ -776,20 +838,12 @@ class _Batch:
         self.tokens = self.tokens[:, : int(self.n_tok.max()) if len(self.n_tok) else 0]
 
 
-# Rows started at an amortised prediction (refinement) are near a solution, so their noise is
-# small next to the embedding scale (init_std 0.01 vs ~0.12); the lr is the recipe's.
-REFINE_OVERRIDES = {"init_std": 0.01}
-
-
 def start_rows_at(fitter: Fitter, starts: Callable[[FitRow], torch.Tensor],
-                  user_overrides: dict | None = None) -> None:
-    """Make `fitter` start each row's e at starts(row) plus small noise (refinement). The
-    refinement overrides apply where the user's recipe overrides do not name the field."""
-    keep = {k: v for k, v in REFINE_OVERRIDES.items() if k not in (user_overrides or {})}
-    fitter.recipe = dataclasses.replace(fitter.recipe, **keep)
-    fitter.std = fitter.recipe.init_std or fitter.std
-    fitter.e_center = None
-    fitter.row_center = lambda row: {"e": starts(row)}
+                  recipe: Recipe | str = "refine") -> None:
+    """Make each row's first attempt start at starts(row) and run `recipe` (FirstAttempt;
+    default the `refine` recipe); a row it does not solve goes on from e0 with the fitter's."""
+    fitter.first = FirstAttempt(starts, get_recipe(recipe) if isinstance(recipe, str)
+                                else recipe)
 
 
 def fit_texts(lm: LoadedModel, token_lists: list[list[int]], recipe: Recipe | str = "default",

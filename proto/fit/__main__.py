@@ -15,10 +15,9 @@ Any Recipe field may be given as key=value (`lr=0.02` means recipe_overrides.lr=
 Each text's e starts at the recipe's start (`default`: the learned start e0 shipped in
 proto/starts/, plus noise). --init-from SPEC starts it instead at an encoder's e for that text
 (a checkpoint, or 'default' for the shipped one; proto.providers) with m frozen at the
-encoder's m, then fits with the recipe (its lr and schedule, noise 0.01). That is not faster
-in general: the recipe's first large steps undo most of the head start, and from the N = 8
-positional encoder a corpus took more steps than from e0 (docs/results.md [P6]); for K plain
-refinement steps from an encoder's e use `encoder.encode refine_steps=K`.
+encoder's m: the first attempt refines that e with `init_recipe` (default `refine`: constant
+lr 0.3, no noise, `init_overrides.restart_after` steps), and a text it leaves unsolved starts
+again from e0 with the recipe, as do its tail restarts (docs/research/encoder-starts).
 --chunk C splits each text's tokens into chunks of C (the last may be shorter) and fits every
 chunk as its own row of one batched fit: a chunked solution file (proto.solution) with one
 row per chunk, the best of its restarts, which proto.decode rebuilds into the whole texts from
@@ -60,6 +59,8 @@ class FitConfig(ModelFields):
     out: str = ""                    # solution file ('' = outputs/fit/sol-<time>.safetensors)
     # start each text at a start provider's e with m frozen at its m (refinement)
     init_from: str = ""
+    init_recipe: str = "refine"      # the first attempt's recipe from init_from's e
+    init_overrides: dict = dataclasses.field(default_factory=dict)  # its Recipe fields
     restarts: int = 1
     batch_size: int = 16
     # extra seeds of still-unsolved texts in idle batch rows once no text waits; the first of
@@ -81,6 +82,7 @@ class FitConfig(ModelFields):
             raise ValueError("max_steps, tail_restarts and tail_after must be >= 0")
         if self.chunk < 0:
             raise ValueError("chunk must be >= 0 (0 = one e per text)")
+        get_recipe(self.init_recipe, **self.init_overrides)   # unknown name or field -> error
 
 
 def recipe_shorthand(argv: list[str]) -> list[str]:
@@ -148,7 +150,8 @@ def setup(cfg: FitConfig):
     if starts is None:
         return texts, toks, chunks, fitter, None, recipe_start(fitter), out
     e, m, start = starts
-    start_rows_at(fitter, lambda row: e[int(row.key[4:])], cfg.recipe_overrides)
+    start_rows_at(fitter, lambda row: e[int(row.key[4:])],
+                  get_recipe(cfg.init_recipe, **cfg.init_overrides))
     return texts, toks, chunks, fitter, m, start, out
 
 
@@ -214,9 +217,8 @@ def main(argv=None) -> int:
                              "out": "solution file to write (.safetensors)",
                              "init_from": "encoder checkpoint (or 'default'): start each "
                                           "text's e at the encoder's e instead of the "
-                                          "learned start, m frozen at the encoder's m, and "
-                                          "fit with the recipe (not faster in general: see "
-                                          "above)",
+                                          "learned start, m frozen at the encoder's m "
+                                          "(first attempt: init_recipe; then from e0)",
                              "model": "alias, hub id or local path (default smollm2-135m)",
                              "recipe": "default | default_v1 | sink | paper",
                              "restarts": "rows per text",

@@ -120,7 +120,7 @@ def test_refinement_starts_at_the_encoders_e(trained, tmp_path, capsys, enc_corp
     out = tmp_path / "refined.safetensors"
     rc = fit_main(["--model", "tiny-random", "--text", "cat on a mat", "--init-from",
                    str(trained), "--out", str(out), "max_steps=1", "mlflow=false",
-                   "recipe_overrides.init_std=0.000001", "recipe_overrides.lr=0.000001"])
+                   "init_overrides.lr=0.000001"])
     assert rc == 0
     start = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["start"]
     assert start.startswith("encoder ") and str(trained) in start and " step " in start

@@ -163,13 +163,12 @@ def test_unrolled_loss_replays_the_refinement_steps_and_reaches_the_encoder():
     AdamW at the refinement lr), and its gradient reaches the encoder's weights."""
     from encoder.losses import unrolled
     from encoder.refine import curve, refine_recipe
-    from proto.fit import get_recipe
     lm, enc, dec, toks, batch = _setup("scratch", pooling="positional")
     e = enc(batch)
     loss, acc0, acc_k = unrolled(dec, e, enc.m, toks, 3, 0.05)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
-    rec = refine_recipe(get_recipe("default"), 0.05, 3)
+    rec = refine_recipe(0.05, 3)
     rec = dataclasses.replace(rec, target_accuracy=1.0)
     ref = curve(lm, rec, toks, e.detach(), enc.m, None, ks=(0, 3))["by_k"]
     assert ref[0]["acc"] == pytest.approx(acc0.mean().item(), abs=1e-6)

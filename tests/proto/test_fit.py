@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from proto.fit import FitRow, Fitter, Recipe, RowAdam, fit_shared_m, get_recipe
+from proto.fit import FitRow, Fitter, Recipe, RowAdam, fit_shared_m, get_recipe, start_rows_at
 
 TEXTS = ["hello world", "the cat sat", "a bird", "xyz"]
 
@@ -258,3 +258,49 @@ def test_trace_records_accuracy_after_k_steps(tiny):
         else:
             assert r.trace[40] == r.accuracy
     assert any(r.trace[0] < r.trace[40] for r in res)
+
+
+def _frozen_m_solutions(tiny, texts):
+    base = get_recipe("default", lr=0.05, max_steps=400)
+    m, res = fit_shared_m(tiny, [tiny.tokenize(t) for t in texts], base, steps=400)
+    assert all(r.solved for r in res)
+    return m, base, {t: r.e for t, r in zip(texts, res)}
+
+
+def test_first_attempt_starts_at_the_given_e_with_its_own_recipe(tiny):
+    """start_rows_at: a row's first attempt starts at the provider's e (no noise to speak of)
+    and runs the given recipe: from a solution it stops at once, where it started."""
+    texts = ["a bird", "xyz"]
+    m, base, sol = _frozen_m_solutions(tiny, texts)
+    f = Fitter(tiny, base)
+    start_rows_at(f, lambda row: sol[row.key])
+    res = f.fit(rows_for(tiny, texts), m_mode="frozen", m=m)
+    assert [r.solved for r in res] == [True, True]
+    assert [r.steps for r in res] == [0, 0]          # solved where it started
+    assert all(torch.allclose(r.e, sol[r.key], atol=1e-4) for r in res)
+
+
+def test_an_unsolved_first_attempt_falls_back_to_the_recipe(tiny):
+    """A first attempt that cannot move (lr 1e-9) never solves on its own; after its
+    restart_after steps the row starts again where the fitter's recipe starts (its e_center
+    here, e0 in the corpus) with that recipe and solves, and its tail restarts do too."""
+    texts = ["a bird", "xyz"]
+    m, base, _ = _frozen_m_solutions(tiny, texts)
+    frozen = get_recipe("refine", lr=1e-9, restart_after=0)
+    far = lambda row: torch.full((tiny.d_model,), 3.0)
+    kw = {"m_mode": "frozen", "m": m}
+    zero = torch.zeros(tiny.d_model)
+
+    stuck = Fitter(tiny, dataclasses.replace(base, max_steps=30), e_center=zero)
+    start_rows_at(stuck, far, frozen)
+    assert not any(r.solved for r in stuck.fit(rows_for(tiny, texts), **kw))
+
+    back = Fitter(tiny, base, e_center=zero)
+    start_rows_at(back, far, dataclasses.replace(frozen, restart_after=5))
+    res = back.fit(rows_for(tiny, texts), **kw)
+    assert [r.solved for r in res] == [True, True]
+    assert all(r.attempts >= 2 and r.steps > 5 for r in res)
+
+    tail = Fitter(tiny, base, e_center=zero, tail_restarts=3, tail_after=0)
+    start_rows_at(tail, far, frozen)
+    assert all(r.solved for r in tail.fit(rows_for(tiny, texts), **kw))
