@@ -88,6 +88,14 @@ class Run:
         if self.mlflow:
             self.mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
+    def child(self, run_name: str, params: dict, metrics: dict):
+        """One nested run under this one (a cell of a grid: its coordinates as params, so
+        the MLflow UI can filter and compare cells)."""
+        if self.mlflow:
+            with self.mlflow.start_run(run_name=run_name, nested=True):
+                self.mlflow.log_params({k: str(v) for k, v in params.items()})
+                self.metrics(metrics)
+
 
 @contextlib.contextmanager
 def run(experiment: str, config=None, run_name: str | None = None, enabled: bool = True,
