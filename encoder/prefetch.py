@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 _END = object()
 
@@ -47,7 +47,7 @@ class Ahead:
                     return
                 self._put(self._timed(key))
             self._put(_END)
-        except BaseException as exc:  # handed to the consumer, which raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             self._put(exc)
 
     def _put(self, x):

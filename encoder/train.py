@@ -325,6 +325,7 @@ class Trainer:
         self.lm = lm
         self.phase = no_phase   # eval.bench_encoder times the parts of a step through it
         self.feed, self.feed_next = None, None
+        self.feed_end = None    # the step the feed stops before (None: endless)
 
     def build(self):
         cfg = self.cfg
@@ -427,8 +428,10 @@ class Trainer:
         key = (self.step, micro)
         if self.feed is None or self.feed_next != key:
             self.close_feed()
-            keys = ((s, m) for s in itertools.count(self.step) for m in range(self.accum)
-                    if (s, m) >= key)
+            # no further than the run goes: the texts drawn are the texts trained on
+            steps = (itertools.count(self.step) if self.feed_end is None else
+                     range(self.step, max(self.feed_end, self.step + 1)))
+            keys = ((s, m) for s in steps for m in range(self.accum) if (s, m) >= key)
             self.feed = Ahead(self.make_batch, keys, self.cfg.data.prefetch)
         got, batch = next(self.feed)
         step, m = got
@@ -474,6 +477,7 @@ class Trainer:
         self.build()
         cfg = self.cfg
         stop = min(cfg.train.steps, cfg.train.stop_after or cfg.train.steps)
+        self.feed_end = stop
         with mlflow_run("encoder", cfg, run_name=Path(cfg.out).name,
                         enabled=cfg.mlflow and self.rank == 0,
                         params={"deepspeed_resolved": json.dumps(self.ds), "world": self.world,

@@ -31,10 +31,15 @@ learned where the decoder ships no start; `data` in the summary says what was re
 benchmark needs the step's shapes, not the corpus's e's. Its FLOPs are counted from the
 operators' shapes (torch.utils.flop_counter) on one bare step; utilisation is that rate against
 a dense matmul of the same dtype measured in the same run: the 2048^3 square one, and the
-decoder's own widest GEMM shape (micro_batch x positions rows). Peak memory: the process's peak
-resident set on a CPU (model included), torch's peak allocation on CUDA. Last stdout line:
+decoder's own widest GEMM shape (micro_batch x positions rows). The train loop runs first, then
+the bare one on a second load of the decoder (the engine's module carries ZeRO's gradient hooks
+and a LoRA encoder's adapters live in the decoder it reads), so peak memory is reported twice:
+train_peak_memory_gib after the train loop alone (what a training run needs), peak_memory_gib
+at the end, both decoders resident. Peak memory is the process's peak resident set on a CPU
+(models included), torch's peak allocation on CUDA. Last stdout line:
 JSON with examples_per_s and step_seconds (the bare step), train_texts_per_s,
-train_step_seconds, train_over_bare, phase_*_s, flop_utilisation, peak_memory_gib.
+train_step_seconds, train_over_bare, phase_*_s, flop_utilisation, peak_memory_gib and
+train_peak_memory_gib.
 """
 from __future__ import annotations
 
@@ -51,7 +56,13 @@ from pathlib import Path
 import torch
 
 from encoder.config import EncoderConfig
-from encoder.core import EncoderError, corpus_record, device_for, learned_start, load_llm
+from encoder.core import (
+    EncoderError,
+    corpus_record,
+    device_for,
+    learned_start,
+    load_llm,
+)
 from proto import config as C
 
 from .bench_fit import matmul_rate, timed
@@ -124,15 +135,19 @@ def train_config(cfg: BenchEncoderConfig, ecfg: EncoderConfig, lm, out: str
     return C.from_dict(EncoderConfig, d), data
 
 
+def decoder_llm(ecfg: EncoderConfig, device: str):
+    """The frozen decoder as encoder.train loads it for this config."""
+    probe = C.from_dict(EncoderConfig, {**C.to_dict(ecfg), "device": device})
+    return load_llm(ecfg.llm, device, ecfg.dtype, **corpus_record(probe))
+
+
 def trainer_for(cfg: BenchEncoderConfig, out: str, log):
-    """A built Trainer (engine, data, no MLflow run) and what its data is."""
+    """A built Trainer (engine, data, no MLflow run), what its data is, and its config."""
     from encoder.losses import Decoder
     from encoder.train import Trainer
     from proto.arrangement import Arrangement, prefix_ids
     ecfg = C.load(EncoderConfig, cfg.encoder_config)
-    device = device_for(cfg.device or ecfg.device)
-    probe = C.from_dict(EncoderConfig, {**C.to_dict(ecfg), "device": device})
-    lm = load_llm(ecfg.llm, device, ecfg.dtype, **corpus_record(probe))
+    lm = decoder_llm(ecfg, device_for(cfg.device or ecfg.device))
     try:  # before DeepSpeed's set-up, which takes seconds
         Decoder.of(lm, Arrangement("e_m", prefix_ids(lm.tokenizer, "sink"))).check_length(
             cfg.n_tokens, "a text")
@@ -142,27 +157,38 @@ def trainer_for(cfg: BenchEncoderConfig, out: str, log):
     trainer = Trainer(tcfg, lm=lm, log=log)
     with contextlib.redirect_stdout(sys.stderr):  # the last stdout line stays the summary
         trainer.build()
-    return trainer, data
+    return trainer, data, ecfg
 
 
-def bare_step(trainer):
-    """The bare loop's step on the trainer's first batch, and the batch's texts."""
+def bare_step(trainer, ecfg: EncoderConfig):
+    """(the bare loop's step on the trainer's first batch, its encoder, its decoder's model).
+
+    Its encoder is a second one, as the trainer's starts, on a second load of the decoder: the
+    engine's own module carries ZeRO's gradient hooks, which a backward outside the engine
+    trips, and a LoRA encoder writes its adapters into the decoder it reads."""
+    from encoder.losses import Decoder
+    from encoder.models import Encoder
     from encoder.train import to_device
-    enc, setup = trainer.engine.module, trainer.setup
+    setup, tcfg = trainer.setup, trainer.cfg
+    lm = decoder_llm(ecfg, str(setup.lm.device))
+    torch.manual_seed(tcfg.seed)
+    enc = Encoder(tcfg.model, lm, setup.offset, setup.m,
+                  train_m=tcfg.m == "learned").to(lm.device)
+    dec = Decoder.of(lm, setup.decoder.arr)
     exs, inputs = trainer.make_batch((0, 0))
-    batch, toks = to_device(inputs, setup.lm.device), [x.token_ids for x in exs]
-    m = enc.m if enc.m is not None else setup.m
-    t = trainer.cfg.train
+    batch, toks = to_device(inputs, lm.device), [x.token_ids for x in exs]
+    m = enc.m if enc.m is not None else setup.m.to(lm.device)
+    t = tcfg.train
     opt = torch.optim.AdamW(enc.param_groups(t.lr, t.head_lr, 0.0))
 
     def step():
         e = enc(batch).float()
         with enc.decoding():
-            loss, _ = setup.decoder.loss(e, m, toks)
+            loss, _ = dec.loss(e, m, toks)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return step
+    return step, enc, lm
 
 
 def breakdown(trainer, reps: int) -> dict:
@@ -199,16 +225,21 @@ def bench(cfg: BenchEncoderConfig, log=print) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     with tempfile.TemporaryDirectory(prefix="bench-encoder-") as out:
-        trainer, data = trainer_for(cfg, out, log)
+        trainer, data, ecfg = trainer_for(cfg, out, log)
         try:
-            return _measure(cfg, trainer, data, log, FlopCounterMode)
+            return _measure(cfg, trainer, data, ecfg, log, FlopCounterMode)
         finally:
             trainer.close_feed()
 
 
-def _measure(cfg: BenchEncoderConfig, trainer, data: str, log, FlopCounterMode) -> dict:
-    lm, enc = trainer.setup.lm, trainer.engine.module
-    step = bare_step(trainer)
+def _measure(cfg: BenchEncoderConfig, trainer, data: str, ecfg, log, FlopCounterMode) -> dict:
+    train_secs = timed(trainer.train_step, cfg.reps, trainer.setup.lm.device)
+    feed = trainer.feed
+    busy, made = feed.busy_seconds, feed.made  # past the first batches' cache set-up
+    parts = breakdown(trainer, cfg.reps)
+    prepare_s = (feed.busy_seconds - busy) / max(1, feed.made - made)
+    train_peak = peak_gib(trainer.setup.lm.device)
+    step, enc, lm = bare_step(trainer, ecfg)
     step()
     with FlopCounterMode(display=False) as fc:
         step()
@@ -216,9 +247,6 @@ def _measure(cfg: BenchEncoderConfig, trainer, data: str, log, FlopCounterMode) 
     secs = timed(step, cfg.reps, lm.device)
     decoder_grads = sum(p.grad is not None for n, p in lm.model.named_parameters()
                         if "lora_" not in n)
-    train_secs = timed(trainer.train_step, cfg.reps, lm.device)
-    parts = breakdown(trainer, cfg.reps)
-    feed = trainer.feed
     square = matmul_rate(lm.dtype, lm.device)
     rows = cfg.micro_batch * (cfg.n_tokens + 1)
     shaped = matmul_rate(lm.dtype, lm.device, n=rows, k=lm.d_model, mcols=4 * lm.d_model,
@@ -234,13 +262,14 @@ def _measure(cfg: BenchEncoderConfig, trainer, data: str, log, FlopCounterMode) 
          "train_texts_per_s": round(cfg.micro_batch / train_secs, 2),
          "train_over_bare": round(secs / train_secs, 3),
          **{k: round(v, 5) for k, v in parts.items()},
-         "data_prepare_s": round(feed.busy_seconds / max(1, feed.made), 5),
+         "data_prepare_s": round(prepare_s, 5),
          "step_gflop": round(flops / 1e9, 2),
          "achieved_gflops": round(rate / 1e9, 2), "matmul_gflops": round(square / 1e9, 2),
          "gemm_shape_gflops": round(shaped / 1e9, 2),
          "flop_utilisation": round(rate / square, 3),
          "flop_utilisation_vs_gemm_shape": round(rate / shaped, 3),
-         "peak_memory_gib": round(peak_gib(lm.device), 2), "decoder_weight_grads": decoder_grads,
+         "peak_memory_gib": round(peak_gib(lm.device), 2),
+         "train_peak_memory_gib": round(train_peak, 2), "decoder_weight_grads": decoder_grads,
          "trainable_params": sum(p.numel() for p in enc.parameters() if p.requires_grad)}
     log(f"bare step {secs:.3f} s, train step {train_secs:.3f} s for {cfg.micro_batch} texts of "
         f"{cfg.n_tokens} tokens: {r['bare_texts_per_s']} vs {r['train_texts_per_s']} texts/s, "
@@ -251,7 +280,8 @@ def _measure(cfg: BenchEncoderConfig, trainer, data: str, log, FlopCounterMode) 
         f"to make (prefetch {r['prefetch']})")
     log(f"{r['achieved_gflops']} GFLOP/s of {r['matmul_gflops']} (2048^3 matmul) -> "
         f"utilisation {r['flop_utilisation']}, {r['flop_utilisation_vs_gemm_shape']} of its own "
-        f"GEMM shape; peak {r['peak_memory_gib']} GiB")
+        f"GEMM shape; peak {r['train_peak_memory_gib']} GiB training, {r['peak_memory_gib']} GiB "
+        f"with the bare loop's decoder too")
     return r
 
 

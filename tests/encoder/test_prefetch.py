@@ -105,3 +105,14 @@ def test_a_draw_that_fails_ahead_fails_the_step_that_needs_it(tiny, tmp_path, mo
         _batches(t, [2])
     t.close_feed()
     assert not _threads()
+
+
+def test_the_feed_draws_nothing_past_the_runs_last_step(tiny, tmp_path):
+    """A run's feed ends with its last step, so the texts drawn are the texts trained on
+    (encoder.seen counts exactly those)."""
+    t = _trainer(tiny, tmp_path, 3)
+    t.feed_end = 3
+    _batches(t, [0, 1, 2])
+    t.feed._thread.join(timeout=10)
+    assert t.feed.made == 3 * t.accum
+    t.close_feed()

@@ -9,7 +9,6 @@ from eval import bench_encoder as BE
 from .conftest import ROOT
 
 TINY = ROOT / "configs" / "encoder" / "tiny.yaml"
-TINY_POSITIONAL = ROOT / "configs" / "encoder" / "tiny-positional.yaml"
 PHASES = [f"phase_{k}_s" for k in (*BE.PHASES, "other")]
 
 
@@ -50,10 +49,24 @@ def test_corpus_config_side_by_side(capsys, tmp_path, corpus):
     assert r["prefetch"] == 2 and r["micro_batch"] == 4 and r["n_tokens"] == 6
 
 
-def test_stream_config_without_prefetch_waits_for_its_batches(capsys):
-    """tiny-positional.yaml draws from the text stream; with prefetch=0 the step makes each
-    batch itself, so its data wait is about what a batch costs to make."""
-    r = _bench(capsys, TINY_POSITIONAL, "prefetch=0")
+def _gpu_yaml_on_the_tiny_model(path):
+    """configs/encoder/gpu.yaml (ZeRO-2, bf16 engine, the text stream) shrunk to the tiny
+    model, as its own header runs it on a CPU."""
+    text = (ROOT / "configs" / "encoder" / "gpu.yaml").read_text()
+    for a, b in (("llm: smollm2-135m", "llm: tiny-random"), ("m: start", "m: learned"),
+                 ("positions: 20", "positions: 8"), ("eval_texts: 1024", "eval_texts: 4"),
+                 ("tokens: 0.5}", "tokens: 0.5, prose_sources: [plays]}")):
+        assert a in text
+        text = text.replace(a, b)
+    path.write_text(text)
+    return path
+
+
+def test_zero2_stream_config_without_prefetch_waits_for_its_batches(capsys, tmp_path):
+    """The bare loop stays off the ZeRO-2 engine's gradient hooks; the train loop draws from
+    the text stream, and with prefetch=0 makes each batch itself, so its data wait is about
+    what a batch costs to make."""
+    r = _bench(capsys, _gpu_yaml_on_the_tiny_model(tmp_path / "gpu.yaml"), "prefetch=0")
     _check(r)
     assert r["prefetch"] == 0 and "stream" in r["data"] and r["encoder_kind"] == "positional"
     assert r["phase_data_wait_s"] >= 0.5 * r["data_prepare_s"]
