@@ -45,7 +45,6 @@ from pathlib import Path
 import torch
 
 from proto import config as C, solution
-from proto.fit import get_recipe
 from proto.io import read_texts
 from proto.tracking import run as mlflow_run
 

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from data_gen.textdist import minilm_embeddings, tfidf_vectors
-from proto import config as C
+from proto import config as C, solution
 from proto.fit import Recipe, embedding_std, get_recipe
 from proto.io import read_texts
 from proto.report import write_outputs
@@ -62,6 +62,7 @@ from .config import EncoderConfig
 from .core import EncoderError, check_corpus, prepare, read_corpus
 from .data import Example, as_example, eval_order, make_stream
 from .models import encode_tokens
+from .encode import chunk_length
 from .refine import REFINE_LR, compare, curves
 from .seen import training_counts
 
@@ -149,13 +150,43 @@ def score(decoder, e: torch.Tensor, m, examples: list[Example]) -> dict:
     return grouped(acc, examples)
 
 
-def evaluate(enc, setup, examples: list[Example], knn: str = "tfidf",
-             baselines: dict | None = None) -> dict:
-    """{method: grouped stats}; pass `baselines` (a previous result) to skip recomputing them."""
-    m = enc.m if enc.m is not None else setup.m
-    e = encode_examples(enc, examples, setup.lm.device)
+def units_of(examples: list[Example], size: int) -> tuple[list[dict] | None, list[list[int]]]:
+    """(chunk rows or None, the token lists the encoder encodes): chunks of `size` tokens of
+    every text, or the whole texts for size 0."""
+    toks = [x.token_ids for x in examples]
+    if not size:
+        return None, toks
+    chunks = solution.chunk_rows(toks, size)
+    return chunks, [c["token_ids"] for c in chunks]
+
+
+def per_text(chunks: list[dict] | None, acc: torch.Tensor, n_texts: int) -> torch.Tensor:
+    """Each text's token accuracy from its chunks' (the units' own for whole texts)."""
+    if chunks is None:
+        return acc
+    return torch.tensor([sum(float(acc[i]) * len(chunks[i]["token_ids"]) for i in ix)
+                         / sum(len(chunks[i]["token_ids"]) for i in ix)
+                         for ix in solution.by_text(chunks, n_texts)])
+
+
+def encoder_accuracy(enc, setup, examples: list[Example], m, size: int = 0) -> torch.Tensor:
+    """Per text, the one-pass accuracy of the encoder's e's: one e per text, or one per
+    chunk of `size` tokens (one encoder call over all chunks)."""
+    chunks, units = units_of(examples, size)
+    texts = None if chunks else [x.text for x in examples]
+    e = encode_tokens(enc, units, texts, setup.lm.device, len(units) if chunks else 64)
     with enc.decoding():
-        res = {"encoder": score(setup.decoder, e, m, examples)}
+        acc = setup.decoder.accuracy(e.to(setup.lm.device), m, units)
+    return per_text(chunks, acc, len(examples))
+
+
+def evaluate(enc, setup, examples: list[Example], knn: str = "tfidf",
+             baselines: dict | None = None, size: int = 0) -> dict:
+    """{method: grouped stats}; pass `baselines` (a previous result) to skip recomputing them.
+    size > 0: the encoder's method encodes chunks of `size` tokens."""
+    m = enc.m if enc.m is not None else setup.m
+    res = {"encoder": grouped(encoder_accuracy(enc, setup, examples, m, size), examples)}
+    with enc.decoding():
         if baselines is None:
             baselines = {k: score(setup.decoder, *v) for k, v in
                          baseline_es(setup, examples, knn).items()}
@@ -222,6 +253,9 @@ class EvalConfig:
     curve_texts: int = 64
     curve_steps: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2, 5, 10, 20])
     refine_lr: float = REFINE_LR
+    # tokens per e of the encoder's own method: C, auto (the checkpoint's chunk length) or 0
+    # (one e per text); baselines stay one e per text
+    chunk: int | str = 0
     dtype: str = ""                  # '' = the precision the encoder was trained in
     device: str = ""
     out: str = "outputs/encoder/evaluate"   # config.yaml, results.json, positions.png
@@ -248,6 +282,12 @@ class EvalConfig:
             raise ValueError("refine_lr must be > 0")
         if any(n < 1 for n in self.lengths):
             raise ValueError("lengths must be >= 1")
+        if self.chunk != "auto" and not (isinstance(self.chunk, int) and self.chunk >= 0):
+            raise ValueError(f"chunk={self.chunk!r}: give a number of tokens >= 1, auto, or 0 "
+                             f"(one e per text)")
+        if self.chunk and self.refine:
+            raise ValueError("refine=true fits whole texts; with chunk use curve=true (or "
+                             "python -m eval.chunk_table)")
 
 
 def unseen_examples(setup, path: str, limit: int) -> list[Example]:
@@ -282,15 +322,17 @@ def trained_counts(enc, blob: dict, setup) -> tuple[Counter | None, dict]:
 
 
 def positions_block(enc, setup, examples: list[Example], knn: str,
-                    counts: Counter | None) -> dict:
+                    counts: Counter | None, size: int = 0) -> dict:
     """Accuracy by position and by training-token frequency (None: no frequency buckets),
-    for the encoder and kNN."""
+    for the encoder (by position within a chunk when size > 0) and kNN."""
 
+    chunks, units = units_of(examples, size)
     toks = [x.token_ids for x in examples]
-    e = encode_examples(enc, examples, setup.lm.device)
+    e = encode_tokens(enc, units, None if chunks else [x.text for x in examples],
+                      setup.lm.device, len(units) if chunks else 64)
     with enc.decoding():
         out = {"encoder": P.breakdown(P.token_hits(setup.decoder, e, enc.m if enc.m is not None
-                                                   else setup.m, toks), toks, counts)}
+                                                   else setup.m, units), units, counts)}
         near = knn_targets(setup.split.train_corpus, examples, knn)
         if near and setup.corpus_m is not None:
             e_knn = torch.from_numpy(np.stack(near))
@@ -311,8 +353,8 @@ def corpus_recipe(setup) -> Recipe:
         raise EncoderError(f"{exc}; refine=true and curve=true refit with it") from None
 
 
-def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example], recipe: Recipe
-                  ) -> tuple[dict | None, dict | None]:
+def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example], recipe: Recipe,
+                  size: int = 0) -> tuple[dict | None, dict | None]:
     """(refine, curve): full fits of held-out texts from the learned start and from the
     encoder's e (refine=true), and the K-step refinement curve from both (curve=true), with
     the corpus's `recipe`."""
@@ -321,7 +363,9 @@ def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example], recipe: 
     if not n:
         return None, None
     part = examples[:n]
-    e = encode_examples(enc, part, setup.lm.device).cpu()
+    chunks, units = units_of(part, size)
+    e = encode_tokens(enc, units, None if chunks else [x.text for x in part], setup.lm.device,
+                      len(units) if chunks else 64).cpu()
     enc.release()  # the fits below need the plain decoder
     m = enc.m.detach().cpu() if enc.m is not None else setup.m
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
@@ -335,8 +379,13 @@ def refine_blocks(cfg: EvalConfig, enc, setup, examples: list[Example], recipe: 
             for a, v in refined.items()))
     if cfg.curve:
         k = cfg.curve_texts
-        curve = curves(setup.lm, recipe, [x.token_ids for x in part[:k]], e[:k], m,
-                       setup.offset, cfg.refine_lr, tuple(sorted(set(cfg.curve_steps))), log)
+        # with chunks, every chunk of the first curve_texts texts is a row, scored per text
+        rows = [i for i, c in enumerate(chunks) if c["text_id"] < k] if chunks else range(k)
+        rows = [i for i in rows if i < len(units)]
+        curve = curves(setup.lm, recipe, [units[i] for i in rows], e[rows], m, setup.offset,
+                       cfg.refine_lr, tuple(sorted(set(cfg.curve_steps))), log,
+                       texts=([chunks[i] for i in rows], [x.token_ids for x in part[:k]])
+                       if chunks else None)
     return refined, curve
 
 
@@ -380,7 +429,8 @@ def stream_examples(cfg: EvalConfig, setup) -> list[Example]:
         raise EncoderError(f"texts=stream: {exc}") from None
 
 
-def select_examples(cfg: EvalConfig, setup, corpus: str, enc) -> list[Example]:
+def select_examples(cfg: EvalConfig, setup, corpus: str, enc, size: int = 0
+                    ) -> list[Example]:
     if cfg.texts == "all":
         xs = unseen_examples(setup, corpus, cfg.limit)
     elif cfg.texts == "file":
@@ -390,10 +440,11 @@ def select_examples(cfg: EvalConfig, setup, corpus: str, enc) -> list[Example]:
     else:
         xs = setup.split.eval_set(cfg.limit)
     longest = enc.max_tokens
-    too_long = [x for x in xs if longest and x.n > longest]
+    too_long = [x for x in xs if longest and x.n > longest and not size]
     if too_long:
         raise EncoderError(f"a text of {too_long[0].n} tokens is longer than the encoder's "
-                           f"maximum of {longest}")
+                           f"maximum of {longest}; chunk=C encodes it as several e's of C "
+                           f"tokens")
     if not xs:
         raise EncoderError("no texts to evaluate")
     try:
@@ -427,6 +478,14 @@ def load_setup(cfg: EvalConfig):
     return blob, enc, prepare(ecfg, lm=decoder.lm), corpus
 
 
+def chunk_size(cfg: EvalConfig, enc, blob: dict) -> int:
+    """Tokens per e of the encoder's method (0 = whole texts); EncoderError above its max."""
+    try:
+        return chunk_length(cfg.chunk, enc, blob) if cfg.chunk else 0
+    except ValueError as exc:
+        raise EncoderError(str(exc)) from None
+
+
 def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
                    examples: list[Example], recipe: Recipe | None
                    ) -> tuple[dict, dict, dict | None, dict | None]:
@@ -438,11 +497,14 @@ def run_evaluation(cfg: EvalConfig, blob: dict, enc, setup, corpus: str,
     with mlflow_run("encoder", cfg, run_name=name, enabled=cfg.mlflow) as mr:
         mr.tags({"stage": "encoder-evaluate", "model": blob["llm"]["name"],
                  "corpus": corpus, "encoder": blob["path"]})
-        res = evaluate(enc, setup, examples, cfg.knn)
+        size = chunk_size(cfg, enc, blob)
+        res = evaluate(enc, setup, examples, cfg.knn, size=size)
         counts, seen = trained_counts(enc, blob, setup)
-        where = positions_block(enc, setup, examples, cfg.knn, counts)
+        where = positions_block(enc, setup, examples, cfg.knn, counts, size)
         metrics = flat_metrics(res)
-        refined, curve = refine_blocks(cfg, enc, setup, examples, recipe)
+        if size:
+            metrics["eval/chunk"] = size
+        refined, curve = refine_blocks(cfg, enc, setup, examples, recipe, size)
         if refined:
             metrics.update({f"refine/{k}_{f}": refined[k][f] for k in refined
                             for f in ("solved", "steps_median", "row_steps")})
@@ -471,7 +533,7 @@ def main(argv=None) -> int:
         if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
             raise EncoderError(f"out {cfg.out} exists and is not a directory")
         blob, enc, setup, corpus = load_setup(cfg)
-        examples = select_examples(cfg, setup, corpus, enc)
+        examples = select_examples(cfg, setup, corpus, enc, chunk_size(cfg, enc, blob))
         recipe = corpus_recipe(setup) if cfg.refine or cfg.curve else None
     except (EncoderError, C.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

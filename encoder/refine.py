@@ -15,7 +15,6 @@ exact match after each K of a trace (0 = the start itself), and keeps each text'
 """
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 
@@ -101,16 +100,38 @@ def curve(lm, recipe, token_lists, e_start: torch.Tensor | None, m: torch.Tensor
     return {"by_k": out, "results": res}
 
 
+def text_scores(results, chunks: list[dict], toks: list[list[int]], k: int
+                ) -> tuple[float, float, list[float]]:
+    """(token accuracy, share of texts exact, accuracy per text) after K steps of a curve over
+    chunk rows (proto.solution.chunk_rows): a text is exact when all its chunks are."""
+    from proto.solution import by_text
+    hits, exact, accs = 0.0, 0, []
+    for i, ix in enumerate(by_text(chunks, len(toks))):
+        got = [results[j].trace.get(k, results[j].accuracy) for j in ix]
+        h = sum(a * len(chunks[j]["token_ids"]) for a, j in zip(got, ix))
+        hits += h
+        accs.append(h / len(toks[i]))
+        exact += all(a >= 1 - 1e-9 for a in got)
+    return hits / sum(len(t) for t in toks), exact / len(toks), accs
+
+
 def curves(lm, start_recipe, token_lists, e_enc, m, e0, refine_lr: float, ks=TRACE,
-           log=None) -> dict:
+           log=None, texts: tuple[list[dict], list[list[int]]] | None = None) -> dict:
     """The refinement curve from the encoder's e (refine_recipe) and from e0 (the start's
-    recipe), side by side: {"encoder": {K: {acc, exact}}, "start": {...}}."""
+    recipe), side by side: {"encoder": {K: {acc, exact}}, "start": {...}}. With texts =
+    (chunk rows, whole texts' tokens) the rows are chunks and acc / exact are per whole text
+    (text_scores)."""
     out = {}
     for name, recipe, start, center in (
             ("encoder", refine_recipe(refine_lr, max(ks)), e_enc, None),
             ("start", start_recipe, None, e0)):
         t0 = time.time()
-        out[name] = curve(lm, recipe, token_lists, start, m, center, ks)["by_k"]
+        got = curve(lm, recipe, token_lists, start, m, center, ks)
+        if texts is None:
+            out[name] = got["by_k"]
+        else:
+            out[name] = {k: dict(zip(("acc", "exact"), text_scores(got["results"], *texts,
+                                                                     k)[:2])) for k in ks}
         if log:
             log(f"refinement curve from {name} ({time.time() - t0:.0f} s): " + ", ".join(
                 f"K={k} {v['acc']:.3f}/{v['exact']:.2f}" for k, v in out[name].items()))

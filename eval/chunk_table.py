@@ -76,24 +76,11 @@ def text_sets(cfg: ChunkTableConfig) -> dict[str, list[str]]:
     return out
 
 
-def per_text(results, chunks, toks, k: int) -> tuple[float, float, list[float]]:
-    """(token accuracy, share of texts exact, accuracy per text) after K steps."""
-    from proto.solution import by_text
-    hits, exact, accs = 0.0, 0, []
-    for i, ix in enumerate(by_text(chunks, len(toks))):
-        got = [results[j].trace.get(k, results[j].accuracy) for j in ix]
-        h = sum(a * len(chunks[j]["token_ids"]) for a, j in zip(got, ix))
-        hits += h
-        accs.append(h / len(toks[i]))
-        exact += all(a >= 1 - 1e-9 for a in got)
-    return hits / sum(len(t) for t in toks), exact / len(toks), accs
-
-
 def study(cfg: ChunkTableConfig, log) -> dict:
     from encoder import checkpoint as ckpt
     from encoder.encode import chunk_length
     from encoder.models import encode_tokens
-    from encoder.refine import REFINE_LR, curve, refine_recipe
+    from encoder.refine import REFINE_LR, curve, refine_recipe, text_scores
     from proto.fit import get_recipe
     from proto.solution import chunk_rows
     from proto.start import load_start
@@ -134,7 +121,7 @@ def study(cfg: ChunkTableConfig, log) -> dict:
             run = {"set": s, "start": start, "chunk": c, "vectors": len(units),
                    "tokens_per_vector": sum(map(len, units)) / len(units), "seconds": secs}
             for k in ks:
-                acc, exact, _ = per_text(res, chunks, toks[s], k)
+                acc, exact, _ = text_scores(res, chunks, toks[s], k)
                 cells.append({**run, "k": k, "token_accuracy": acc, "exact": exact})
             n_exact = cells[-1]["exact"] * len(toks[s])
             run["seconds_per_exact_text"] = secs / n_exact if n_exact else None

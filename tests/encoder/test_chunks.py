@@ -126,3 +126,25 @@ def test_fit_init_from_starts_each_chunk_at_the_encoders_e(positional, tmp_path,
     assert fit_main(base + ["--chunk", "12"]) == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert len(err) == 1 and "8 positions" in err[0] and not out.exists()
+
+
+def test_evaluate_chunked_scores_what_encode_decodes(positional, tmp_path, capsys):
+    """encoder.evaluate chunk=4 scores texts longer than the encoder's 8 positions as encode
+    chunk=4 does (per text, all chunks), its curve runs over chunks, and chunk=0 refuses
+    them with the way out in the message."""
+    from encoder.evaluate import main as evaluate_main
+    f = tmp_path / "texts.txt"
+    f.write_text("\n".join(TEXTS) + "\n")
+    base = ["--checkpoint", str(positional), "texts=file", "--texts_file", str(f),
+            "mlflow=false", f"out={tmp_path / 'ev'}"]
+    assert evaluate_main(base + ["chunk=4", "curve=true", "curve_texts=2",
+                                 "curve_steps=[0,2]"]) == 0
+    ev = json.loads(capsys.readouterr().out.splitlines()[-1])
+    rc, cap, _ = encode(positional, tmp_path, capsys, "chunk=4")
+    enc = json.loads(cap.out.splitlines()[-1])
+    assert rc == 0 and ev["eval/one_pass_acc"] == pytest.approx(enc["accuracy_mean"], abs=1e-4)
+    assert ev["eval/chunk"] == 4
+    assert ev["curve"]["encoder"]["0"][0] == pytest.approx(enc["token_accuracy"], abs=1e-4)
+    assert evaluate_main(base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "chunk=C encodes it" in err[-1]
