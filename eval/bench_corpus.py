@@ -15,8 +15,9 @@ default (configs/data_gen/speedup.yaml) is the encoder corpus's recipe (m frozen
 start's m0, each e fitted from e0) on 48 windows of Shakespeare's plays + 16 random-word texts
 of 8 tokens that the shipped encoder never trained on, one row per text and no Bezier checks.
 Its arms build them from the learned start (`start`), with tail restarts (`start+tail`), from
-the shipped encoder's e (`encoder`, `init_from: default`: e = encoder(text) plus refinement
-noise) and both (`encoder+tail`). Reported per arm: texts solved, build seconds (the encoder's
+the shipped encoder's e (`encoder`, `init_from: default`: each text's first attempt refines the
+encoder's e with the `refine` recipe, then falls back to e0 and the corpus recipe) and both
+(`encoder+tail`, whose tail restarts start from e0). Reported per arm: texts solved, build seconds (the encoder's
 pass included), solved texts per hour and its ratio to the first arm; median / max steps, the
 fitting steps of all texts and their ratio (first arm / this arm), a speed-up that other jobs
 on the machine cannot skew. Writes out/{config.yaml,results.json,table.md,bench_corpus.png};
