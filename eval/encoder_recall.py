@@ -41,7 +41,6 @@ no solved rows, an encoder of another m, model or arrangement, or no query texts
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import sys
 import time
 import warnings
@@ -88,15 +87,16 @@ def out_dir(cfg: EncoderRecallConfig) -> Path:
 
 # ---------------------------------------------------------------- inputs
 
-def check_inputs(cfg: EncoderRecallConfig) -> tuple[dict, dict]:
-    """(corpus manifest, checkpoint blob) after every check that needs no model: the corpus is
-    complete and has solved rows, the encoder decodes with its model, arrangement and m."""
+def check_inputs(cfg: EncoderRecallConfig):
+    """(the corpus's solved rows, their total, checkpoint blob) after every check that needs
+    no model: the corpus is complete and has solved rows, the encoder decodes with its model,
+    arrangement and m."""
     import torch
 
     from data_gen import corpus as K
     from encoder import checkpoint as ckpt
     from encoder.core import EncoderError
-    from eval.locality import open_corpus
+    from eval.locality import load_rows, open_corpus
     from proto.arrangement import Arrangement
 
     E.check_out_dir(dataclasses.replace(cfg, out=str(out_dir(cfg))))
@@ -108,19 +108,20 @@ def check_inputs(cfg: EncoderRecallConfig) -> tuple[dict, dict]:
         raise EncoderError(f"corpus {cfg.corpus} was made with model "
                            f"{man.get('model', {}).get('name')!r}, encoder {path} decodes "
                            f"with {blob['llm']['name']!r}")
+    em = blob["state"].get("m")
+    if em is None:
+        raise EncoderError(f"encoder {path} has no m: its e's have no corpus to land in")
     if Arrangement.from_dict(man.get("arrangement", {})) != \
             Arrangement.from_dict(blob["arrangement"]):
         raise EncoderError(f"corpus {cfg.corpus} uses another arrangement or prefix than "
                            f"encoder {path}")
-    em = blob["state"].get("m")
-    if em is None:
-        raise EncoderError(f"encoder {path} has no m: its e's have no corpus to land in")
     m = K.load_m(cfg.corpus)[0].float()
     if m.shape != em.shape or not torch.allclose(m, em.float()):
         raise EncoderError(f"encoder {path} decodes with another m than corpus {cfg.corpus}, "
                            f"so its e's are not comparable with the corpus's (query a corpus "
                            f"built with the encoder's m, e.g. m_init=start for the default)")
-    return man, blob
+    rows, total = load_rows(cfg.corpus, man, solved_only=True)
+    return rows, total, blob
 
 
 def seen_texts(blob: dict, lm) -> tuple[set[str], set[tuple[int, ...]]]:
@@ -149,6 +150,7 @@ def seen_texts(blob: dict, lm) -> tuple[set[str], set[tuple[int, ...]]]:
 @dataclasses.dataclass
 class Queries:
     code: np.ndarray              # [q] text code of each query (Rows.text)
+    ids: list[str]
     token_ids: list[list[int]]
     texts: list[str]
     seen: int                     # corpus texts with a solved row left out as trained on
@@ -167,7 +169,8 @@ def query_texts(rows, blob: dict, lm, limit: int) -> Queries:
         raise EncoderError(f"every solved text of the corpus is one encoder {blob['path']} "
                            f"trained on: nothing is held out to query")
     keep = unseen[: limit or None]
-    return Queries(code=rows.text[keep], token_ids=[list(rows.token_ids[i]) for i in keep],
+    return Queries(code=rows.text[keep], ids=[rows.text_ids[i] for i in keep],
+                   token_ids=[list(rows.token_ids[i]) for i in keep],
                    texts=[rows.texts[i] for i in keep], seen=len(first) - len(unseen))
 
 
@@ -176,6 +179,7 @@ def query_texts(rows, blob: dict, lm, limit: int) -> Queries:
 def build_indexes(e: np.ndarray):
     """(exact L2 index, exact inner-product index over unit e's) of the corpus rows."""
     import faiss  # lazy: only the search needs it
+
     from eval.locality import unit
     e = np.ascontiguousarray(e, dtype=np.float32)
     l2, ip = faiss.IndexFlatL2(e.shape[1]), faiss.IndexFlatIP(e.shape[1])
@@ -275,10 +279,8 @@ def study(cfg: EncoderRecallConfig, log) -> dict:
     from encoder import checkpoint as ckpt
     from encoder.core import EncoderError
     from encoder.models import encode_tokens
-    from eval.locality import load_rows
 
-    man, _ = check_inputs(cfg)
-    rows, total = load_rows(cfg.corpus, man, solved_only=True)
+    rows, total, _ = check_inputs(cfg)
     enc, decoder, m, blob = ckpt.load(cfg.checkpoint, device=cfg.device, dtype=cfg.dtype)
     lm = decoder.lm
     q = query_texts(rows, blob, lm, cfg.limit)
@@ -313,9 +315,9 @@ def study(cfg: EncoderRecallConfig, log) -> dict:
     results.append({"start": "chance", "k": None, "exact": None,
                     **chance_stats(rows.text, q.code)})
     return {"model": {"name": lm.name, "precision": lm.precision}, "checkpoint": blob["path"],
-            "corpus": str(cfg.corpus), "rows": int(len(rows.text)), "corpus_rows": int(total),
-            "texts": int(n_texts), "queries": int(len(q.code)), "seen_left_out": int(q.seen),
-            "ks": sorted(set(cfg.ks)), "e0": e0_what, "results": results}
+            "corpus": str(cfg.corpus), "rows": len(rows.text), "corpus_rows": int(total),
+            "texts": int(n_texts), "queries": len(q.code), "seen_left_out": q.seen,
+            "ks": sorted(set(cfg.ks)), "e0": e0_what, "results": results, "query_ids": q.ids}
 
 
 # ---------------------------------------------------------------- views
@@ -333,12 +335,12 @@ def label(x: dict) -> str:
 
 
 def table(rep: dict) -> str:
-    lines = [f"Nearest corpus solutions of {rep['queries']} query texts' e's among "
-             f"{rep['rows']} solved rows of {rep['texts']} texts ({rep['corpus']}; encoder "
-             f"{rep['checkpoint']}; e0: {rep['e0']})", "",
-             "| e | recall@1 | recall@5 | median rank | mean rank | own / other L2 (median) "
-             "| cosine recall@1 | cosine median rank | exact |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    head = (f"Nearest corpus solutions of {rep['queries']} query texts' e's among "
+            f"{rep['rows']} solved rows of {rep['texts']} texts ({rep['corpus']}; encoder "
+            f"{rep['checkpoint']}; e0: {rep['e0']})")
+    cols = ("e", "recall@1", "recall@5", "median rank", "mean rank", "own / other L2 (median)",
+            "cosine recall@1", "cosine median rank", "exact")
+    lines = [head, "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     for x in rep["results"]:
         exact = "—" if x["exact"] is None else f"{x['exact']:.2f}"
         lines.append(f"| {label(x)} | {x['recall_at_1']:.3f} | {x['recall_at_5']:.3f} | "

@@ -225,6 +225,8 @@ BASE = {
                        "mlflow=false",
     "eval.locality": "--corpus {corpus} out={tmp}/locality semantic=false mlflow=false",
     "eval.connectivity": "--corpus {corpus} out={tmp}/connectivity mlflow=false",
+    "eval.encoder_recall": "--corpus {corpus} --checkpoint {encoder} out={tmp}/recall ks=[0] "
+                           "threads=1 mlflow=false",
     "eval.arrangements": "model=tiny-random arrangements=[e_m] lengths=[2] n_texts=1 "
                          "max_steps=2 out={tmp}/arr mlflow=false",
     "eval.sharing": "model=tiny-random n_tokens=4 n_texts=1 group_sizes=[1] seeds=1 "
@@ -243,7 +245,8 @@ OUT_OF_RANGE = {
     "encoder.encode": "refine_steps=-1", "eval.bench_fit": "n_texts=0",
     "eval.bench_tail": "cap=0", "eval.bench_corpus": "arms=[]",
     "eval.bench_encoder": "reps=0", "eval.throughput": "reps=0", "eval.locality": "k=0",
-    "eval.connectivity": "compute=-1", "eval.arrangements": "n_texts=0",
+    "eval.connectivity": "compute=-1", "eval.encoder_recall": "ks=[-1]",
+    "eval.arrangements": "n_texts=0",
     "eval.sharing": "seeds=0", "eval.capacity": "threshold=2", "eval.recipes": "n_texts=0",
 }
 
@@ -454,6 +457,19 @@ def _eval_cases() -> list[Case]:
             Case(entry, "truncated corpus shard", co % "corpus_half_shard", "unreadable"),
             Case(entry, "unfinished corpus", co % "corpus_partial", "did not finish"),
         ]
+    rc = BASE["eval.encoder_recall"].replace("--corpus {corpus}", "--corpus {%s}")
+    rk = BASE["eval.encoder_recall"].replace("{encoder}", "{%s}")
+    out += [
+        Case("eval.encoder_recall", "missing corpus", rc % "missing", "does not exist"),
+        Case("eval.encoder_recall", "unfinished corpus", rc % "corpus_partial", "did not finish"),
+        Case("eval.encoder_recall", "corpus with another m", rc % "corpus_other_m", "another m"),
+        Case("eval.encoder_recall", "corpus of another model", rc % "corpus_other_model",
+             "was made with"),
+        Case("eval.encoder_recall", "encoder without m", rk % "encoder_no_m", "no m"),
+        Case("eval.encoder_recall", "out is a file",
+             BASE["eval.encoder_recall"].replace("out={tmp}/recall", "out={file}"),
+             "not a directory"),
+    ] + _checkpoint_cases("eval.encoder_recall", rk)
     too_long = {"eval.bench_fit": "n_tokens=600", "eval.bench_tail": "n_tokens=600",
                 "eval.throughput": "lengths=[600]", "eval.arrangements": "lengths=[600]",
                 "eval.sharing": "n_tokens=600", "eval.capacity": "lengths=[600]",
