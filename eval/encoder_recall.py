@@ -364,8 +364,8 @@ def plot(rep: dict):
     a.legend(fontsize=8)
     n = rep["rows"]
     for x in enc + [ref["e0"]]:
-        r = np.sort(np.asarray(x["rank"]))
-        b.step(r, np.arange(1, len(r) + 1) / len(r), where="post", label=label(x))
+        r = np.concatenate([[1], np.sort(np.asarray(x["rank"]))])
+        b.step(r, np.arange(len(r)) / (len(r) - 1), where="post", label=label(x))
     b.set(xscale="log", xlim=(0.9, max(2, n)), xlabel="rank of the first own-text row",
           ylabel="share of queries", title=f"rank among {n} rows", ylim=(0, 1.02))
     b.legend(fontsize=8)
