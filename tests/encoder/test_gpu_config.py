@@ -1,8 +1,10 @@
-"""configs/encoder/gpu.yaml at any world size, and its precision path (DeepSpeed's bf16 weights,
-ZeRO-2) run by the deepspeed launcher on 2 gloo ranks with the tiny model, as the config's
-header documents it."""
+"""configs/encoder/gpu.yaml, gpu-n8.yaml and gpu-n16.yaml at any world size, and gpu.yaml's
+precision path (DeepSpeed's bf16 weights, ZeRO-2) run by the deepspeed launcher on 2 gloo ranks
+with the tiny model, as the config's header documents it (scripts/gpu_encoders.sh runs the
+gpu-n* configs' path on one rank: test_gpu_encoders_script.py)."""
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from .conftest import ROOT
 from .test_launchers import DIST_VARS, _exe, _prefix, check_run
 
 GPU = ROOT / "configs" / "encoder" / "gpu.yaml"
+GPU_N = {n: ROOT / "configs" / "encoder" / f"gpu-n{n}.yaml" for n in (8, 16)}
 # the header's tiny overrides, as written there
 TINY = ["llm=tiny-random", "m=learned", "model.positions=8", "data.lengths=[6,8]",
         "data.stream.prose_sources=[plays]", "data.eval_texts=4", "train.steps=2",
@@ -32,6 +35,41 @@ def test_gpu_yaml_splits_its_global_batch_at_every_world_size(world, micro, accu
         micro, accum)
     assert ds["train_batch_size"] == micro * accum * world == 512
     assert ds["bf16"]["enabled"]
+
+
+@pytest.mark.parametrize("n", sorted(GPU_N))
+@pytest.mark.parametrize("world,micro", [(1, 512), (2, 256), (4, 128), (8, 64)])
+def test_gpu_n_yaml_takes_its_batch_in_one_pass_per_rank_at_every_world_size(n, world, micro):
+    cfg = C.load(EncoderConfig, GPU_N[n])
+    ds = ds_config(cfg, world)
+    assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (
+        micro, 1)
+    assert ds["train_batch_size"] == micro * world == 512
+    assert ds["bf16"]["enabled"] and ds["zero_optimization"]["stage"] == 2
+    # the H200 probe's recipe: no clipping, a time box, its positions and training length
+    assert ds["gradient_clipping"] == 0
+    assert cfg.model.positions == n and cfg.data.lengths == [n] and not cfg.model.whiten
+    assert cfg.train.max_minutes > 0 and cfg.train.lr == cfg.train.head_lr == 3e-3
+
+
+def _header_overrides(path) -> list[str]:
+    """The key=value words of the tiny CPU command in a config's header, as written there."""
+    head = "".join(ln[1:].rstrip().rstrip("\\") + " " for ln in path.read_text().splitlines()
+                   if ln.startswith("#"))
+    cmd = head[head.index("--num_gpus 2"):]
+    return [w.strip('"') for w in re.findall(r'"[^"]+"|\S+=\S+', cmd)
+            if "=" in w and not w.startswith("--")]
+
+
+@pytest.mark.parametrize("n", sorted(GPU_N))
+def test_gpu_n_yaml_header_tiny_command_is_a_valid_config(n):
+    over = _header_overrides(GPU_N[n])
+    assert "llm=tiny-random" in over and "train.max_minutes=0" in over
+    cfg = C.load(EncoderConfig, GPU_N[n], over)
+    assert cfg.llm == "tiny-random" and cfg.train.steps == 2
+    assert cfg.data.stream.prose_sources == ["plays"]
+    assert cfg.out == f"outputs/encoder/gpu-n{n}-tiny"
+    assert ds_config(cfg, 2)["train_micro_batch_size_per_gpu"] == 8
 
 
 def test_the_micro_batch_is_the_largest_that_splits_the_batch():
