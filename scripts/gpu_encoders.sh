@@ -3,8 +3,9 @@
 # linear code (configs/encoder/gpu-n8.yaml, a 3-minute box) and the 16-position one
 # (gpu-n16.yaml, 3 minutes), each trained by encoder.train and evaluated by encoder.evaluate
 # on held-out stream texts with the refinement curve, and on configs/eval/sentences.txt in
-# chunks of 8 tokens; about 9 minutes on one H100. What the targets are and how a result
-# ships: docs/research/encoder/gpu-runs.md.
+# chunks of 8 tokens; about 9 minutes on one H100. The targets, what a device needs besides
+# the working tree (packages, the model) and how a result ships:
+# docs/research/encoder/gpu-runs.md.
 #
 #   bash scripts/gpu_encoders.sh [DEST]            # DEST: $OUT where set, else WORK/out
 #   TINY=1 bash scripts/gpu_encoders.sh /tmp/d     # the same sequence, tiny model, a CPU, < 1 min

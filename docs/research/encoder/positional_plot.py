@@ -1,6 +1,8 @@
 """Plot the positional encoder's curves: held-out one-pass accuracy against texts seen, per
-run, from gpu_positional.py's results.jsonl files and encoder.train histories; saved as a PNG
-and logged to MLflow (experiment `encoder`, run `positional-curves`).
+run, from the results.jsonl files of the H200 probe (gpu-positional/, written by the research
+script gpu_positional.py, removed after commit 1994e98) and encoder.train histories (the
+GPU encoders' too: scripts/gpu_encoders.sh); saved as a PNG and logged to MLflow (experiment
+`encoder`, run `positional-curves`).
 
   python docs/research/encoder/positional_plot.py OUT.png \\
       gpu:docs/research/encoder/gpu-positional/2026-12-04-run1.jsonl \\
