@@ -153,6 +153,9 @@ def table(rep: dict) -> str:
 def plot(rep: dict):
     import matplotlib.pyplot as plt  # lazy: only the plot needs it
     sets = sorted({x["set"] for x in rep["cells"]})
+    chunks = sorted({r["chunk"] for r in rep["runs"]})
+    # one colour per C, solid from the encoder and dashed from e0, so a C's pair reads at once
+    colour = {c: plt.cm.viridis(i / max(1, len(chunks) - 1)) for i, c in enumerate(chunks)}
     fig, axes = plt.subplots(2, len(sets), figsize=(5.5 * len(sets), 7.5), squeeze=False)
     for j, s in enumerate(sets):
         for run in (r for r in rep["runs"] if r["set"] == s):
@@ -162,7 +165,7 @@ def plot(rep: dict):
             label = f"{run['start']} C={run['chunk']}"
             for i, f in enumerate(("token_accuracy", "exact")):
                 axes[i][j].plot([x["k"] for x in cs], [x[f] for x in cs], style, marker="o",
-                                label=label)
+                                color=colour[run["chunk"]], label=label)
         for i, f in enumerate(("token accuracy", "texts exact")):
             axes[i][j].set(title=f"{s}: {f}", xlabel="refinement steps K", ylim=(0, 1.02))
             axes[i][j].grid(alpha=0.3)
