@@ -11,7 +11,7 @@
       "lengths=[8,16,32,64]" limit=128     # held-out stream texts: prose windows, random tokens
   python -m encoder.evaluate --checkpoint default texts=file \\
       --texts_file configs/eval/sentences.txt   # one text per line, at its own length
-  python -m encoder.evaluate --checkpoint outputs/encoder/positional curve=true refine_lr=0.3
+  python -m encoder.evaluate --checkpoint outputs/encoder/positional curve=true refine_lr=0.5
       # accuracy and exact match after K = 0, 1, 2, 5, 10, 20 refinement steps, from the
       # encoder's e and from e0 side by side
 

@@ -266,12 +266,15 @@ def _config_cases() -> list[Case]:
     return [dataclasses.replace(c, front=True) for c in out]
 
 
-def _texts_file_cases(entry: str, cmd: str, too_long: str = "context") -> list[Case]:
-    """Missing, empty and too-long texts files for a command that takes --texts-file."""
+def _texts_file_cases(entry: str, cmd: str, too_long: str = "context",
+                      whole: str = "") -> list[Case]:
+    """Missing, empty and too-long texts files for a command that takes --texts-file; `whole`
+    is what makes a command that chunks by default read each text as one."""
     return [
         Case(entry, "missing texts file", f"{cmd} --texts-file {{missing}}", "no-such-file"),
         Case(entry, "empty texts file", f"{cmd} --texts-file {{empty}}", "holds no text"),
-        Case(entry, "text too long", f"{cmd} --texts-file {{long_texts}}", too_long),
+        Case(entry, "text too long", f"{cmd} --texts-file {{long_texts}} {whole}".rstrip(),
+             too_long),
     ]
 
 
@@ -436,7 +439,9 @@ def _encode_cases() -> list[Case]:
     b = BASE["encoder.encode"]
     ck = b.replace("{encoder}", "{%s}")
     nt = b.replace("--text hello ", "")
-    return _checkpoint_cases("encoder.encode", ck) + _texts_file_cases("encoder.encode", nt) + [
+    # a text past the decoder's context is refused as one e; chunked (the default) it is fine
+    return _checkpoint_cases("encoder.encode", ck) + _texts_file_cases(
+            "encoder.encode", nt, whole="chunk=0") + [
         Case("encoder.encode", "refinement of an encoder without m",
              ck % "encoder_no_m" + " refine_steps=1", "without m"),
         Case("encoder.encode", "out is a directory",

@@ -127,15 +127,19 @@ RECIPES: dict[str, Recipe] = {
     "default": Recipe(name="default", prefix="sink", init_std=0.0, lr=0.2, schedule="cosine",
                       schedule_steps=300, max_steps=2000, restart_after=300, start="learned"),
     # The first attempt from an encoder's e (start_rows_at; FirstAttempt): refinement. Constant
-    # Adam at 0.3 with no noise to speak of (init_std 0 would mean the embedding std): on
-    # held-out prose 0.3 > 0.2 > 0.1 > 0.05 after every K (docs/research/positional-encoder);
-    # from the shipped encoder's e on 64 held-out 8-token texts it needs 1486 row-steps where
-    # `default`'s own schedule from the same e needs 2084 and a cosine from 0.3 over 60 steps
-    # 1873 (docs/research/encoder-starts). A row still unsolved after restart_after = 60 steps
-    # (~3x the median steps from e0 there) starts again from e0 with the fitter's recipe: on
-    # those texts every row solved within 60, so the fallback costs nothing, and it bounds
-    # what a poor start can waste.
-    "refine": Recipe(name="refine", prefix="sink", init_std=1e-6, lr=0.3, schedule="constant",
+    # Adam with no noise to speak of (init_std 0 would mean the embedding std): a start that
+    # is mostly right is spoiled by the fitting recipe's noise and large early steps. From the
+    # shipped encoder's e on 64 held-out 8-token texts constant steps needed 1486 row-steps
+    # where `default`'s own schedule from the same e needed 2084 and a cosine from 0.3 over 60
+    # 1873 (docs/research/encoder-starts); a decay over the K steps of a K-step refinement
+    # loses too (0.723 vs 0.873 after 10 steps on 4-token chunks). lr 1.0: on chunks of 6
+    # tokens of 32 held-out sentences, after 10 steps lr 0.3 / 0.5 / 0.7 / 1.0 decode 0.782 /
+    # 0.905 / 0.958 / 0.994 (0 / 12 / 44 / 91 % of the sentences exact; docs/research/
+    # chunking), and eval.bench_corpus's 64 texts build in 1825 / 959 / 752 fitting steps at
+    # 0.3 / 0.7 / 1.0 (from e0: 2026). A row still unsolved after
+    # restart_after = 60 steps starts again from e0 with the fitter's recipe: it bounds what
+    # a poor start can waste.
+    "refine": Recipe(name="refine", prefix="sink", init_std=1e-6, lr=1.0, schedule="constant",
                      max_steps=2000, restart_after=60, start="learned"),
 }
 

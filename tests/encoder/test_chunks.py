@@ -148,3 +148,18 @@ def test_evaluate_chunked_scores_what_encode_decodes(positional, tmp_path, capsy
     assert evaluate_main(base) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error:") and "chunk=C encodes it" in err[-1]
+
+
+def test_a_text_past_the_decoders_context_encodes_in_chunks(positional, tmp_path, capsys):
+    """chunk=auto (the default): a text longer than the decoder's context is one e per chunk
+    and decodes back whole; chunk=0 refuses it and says how it would fit."""
+    long = "x" * 600
+    rc, cap, out = encode(positional, tmp_path, capsys, texts=[long])
+    s = json.loads(cap.out.splitlines()[-1])
+    assert rc == 0 and s["chunk"] == 8 and s["chunks"] >= 600 // 8 // 2
+    assert decode_main([str(out), "mlflow=false"]) == 0
+    d = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert d["texts"] == 1 and d["token_accuracy"] == pytest.approx(s["token_accuracy"])
+    out.unlink()
+    rc, cap, out = encode(positional, tmp_path, capsys, "chunk=0", texts=[long])
+    assert rc == 2 and "chunk=C encodes it" in cap.err and not out.exists()

@@ -2,6 +2,8 @@
 against a cosine decay over the K steps (lr 0.3 -> 0.03 at step K), and a higher constant lr.
 
   python docs/research/chunking/schedule_probe.py > docs/research/chunking/schedule_probe.jsonl
+  python docs/research/chunking/schedule_probe.py lr >> docs/research/chunking/schedule_probe.jsonl
+      # constant lr 0.5 / 0.7 / 1.0 after K = 5 and 10
 
 Texts: the first 32 sentences of configs/eval/sentences.txt (as eval.chunk_table), chunks of 4
 and 6 tokens, all chunks one batched fit per arm (encoder.refine.curve), float32 as the
@@ -23,9 +25,15 @@ from proto.solution import chunk_rows
 
 def arms(k: int):
     base = refine_recipe(0.3, k)
+    if LR_SWEEP:
+        return {f"constant {lr}": dataclasses.replace(base, lr=lr) for lr in (0.5, 0.7, 1.0)}
     return {"constant 0.3": base,
             "cosine 0.3 over K": dataclasses.replace(base, schedule="cosine", schedule_steps=k),
             "constant 0.5": dataclasses.replace(base, lr=0.5)}
+
+
+LR_SWEEP = sys.argv[1:] == ["lr"]
+KS = (5, 10) if LR_SWEEP else (10, 20)
 
 
 def main():
@@ -40,7 +48,7 @@ def main():
     m = m.detach().float().cpu()
     for c, chunks in grid.items():
         units = [x["token_ids"] for x in chunks]
-        for k in (10, 20):
+        for k in KS:
             for name, recipe in arms(k).items():
                 t0 = time.time()
                 res = curve(lm, recipe, units, e[c], m, None, (k,))["results"]
