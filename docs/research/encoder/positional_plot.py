@@ -7,7 +7,7 @@ GPU encoders' too: scripts/gpu_encoders.sh); saved as a PNG and logged to MLflow
   python docs/research/encoder/positional_plot.py OUT.png \\
       gpu:docs/research/encoder/gpu-positional/2026-12-04-run1.jsonl \\
       gpu:docs/research/encoder/gpu-positional/2026-12-04-run2-long.jsonl \\
-      cpu:LABEL=outputs/encoder/positional-n8 \       # an encoder.train output dir
+      cpu:LABEL=outputs/encoder/positional-n8 \\     # an encoder.train output dir
       steps:LABEL=docs/research/encoder/scaling-steps.jsonl@16   # a scaling run, 16 texts/step
 
 gpu: lines give prose{N}_acc (solid) and tokens{N}_acc (dashed) per run; cpu: a training
