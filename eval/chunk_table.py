@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from pathlib import Path
 
 from eval import common as E
 from proto import config as C
@@ -191,28 +190,20 @@ def metrics(rep: dict) -> dict:
             for x in rep["cells"] for f in ("token_accuracy", "exact")}
 
 
-def main(argv=None) -> int:
-    def body(cfg, mr):
-        out = Path(cfg.out)
-        from proto.report import write_outputs
-        with E.torch_threads(cfg.threads):
-            t0 = time.time()
-            rep = study(cfg, log=E.stderr_log)
-            rep["seconds"] = time.time() - t0
-        md = table(rep)
-        write_outputs(out, cfg, rep, mr, plots={"chunk_table.png": plot}, table=md)
-        mr.metrics(metrics(rep))
-        for x in rep["cells"]:
-            mr.child(f"{x['set']} {x['start']} C={x['chunk']} K={x['k']}",
-                     {f: x[f] for f in ("set", "start", "chunk", "k")},
-                     {f: x[f] for f in ("token_accuracy", "exact", "tokens_per_vector")})
-        return md, {"out": str(out), "model": rep["model"]["name"],
-                    "seconds": round(rep["seconds"], 1), **summary(rep)}
+def child_runs(rep: dict, mr) -> None:
+    """A nested MLflow run per cell, its coordinates as params."""
+    for x in rep["cells"]:
+        mr.child(f"{x['set']} {x['start']} C={x['chunk']} K={x['k']}",
+                 {f: x[f] for f in ("set", "start", "chunk", "k")},
+                 {f: x[f] for f in ("token_accuracy", "exact", "tokens_per_vector")})
 
+
+def main(argv=None) -> int:
     def errors():
         from encoder.core import EncoderError
         return (*E.table_errors(), EncoderError)
 
+    body = E.table_body("chunk_table", study, table, plot, summary, metrics, after=child_runs)
     return E.run_command(ChunkTableConfig, __doc__, argv, "chunk_table", body, errors=errors,
                          preflight=E.check_out_dir)
 

@@ -160,20 +160,35 @@ def table_errors() -> tuple[type[Exception], ...]:
     return C.ConfigError, ModelLoadError, SourceError
 
 
-def table_main(cls, doc: str, argv, name: str, study, table, plot, summary, metrics) -> int:
-    """A paper-table command through `run_command`; returns the exit code."""
+def table_body(name: str, study, table, plot, summary, metrics, *,
+               out: Callable[[Any], Path] = lambda cfg: Path(cfg.out),
+               threads: Callable[[int], Any] = torch_threads,
+               after: Callable[[dict, Any], None] | None = None):
+    """The `run_command` body of a table command: `study` under the config's threads, then
+    config.yaml, results.json, table.md and NAME.png written into out(cfg) and logged with the
+    metrics, then after(rep, mr) for any further logging; returns (table, summary)."""
 
     def body(cfg, mr) -> tuple[str, dict]:
-        out = Path(cfg.out)
-        with torch_threads(cfg.threads):
+        where = out(cfg)
+        with threads(cfg.threads):
             t0 = time.time()
             rep = study(cfg, log=stderr_log)
             rep["seconds"] = time.time() - t0
             md = table(rep)
-            write_outputs(out, cfg, rep, mr, plots={f"{name}.png": plot}, table=md)
+            write_outputs(where, cfg, rep, mr, plots={f"{name}.png": plot}, table=md)
             mr.metrics(metrics(rep))
-        s = {"out": str(out), "model": rep["model"]["name"], "seconds": round(rep["seconds"], 1)}
+        if after is not None:
+            after(rep, mr)
+        s = {"out": str(where), "model": rep["model"]["name"],
+             "seconds": round(rep["seconds"], 1)}
         s.update(summary(rep))
         return md, s
 
-    return run_command(cls, doc, argv, name, body, errors=table_errors, preflight=check_out_dir)
+    return body
+
+
+def table_main(cls, doc: str, argv, name: str, study, table, plot, summary, metrics) -> int:
+    """A paper-table command through `run_command`; returns the exit code."""
+    return run_command(cls, doc, argv, name,
+                       table_body(name, study, table, plot, summary, metrics),
+                       errors=table_errors, preflight=check_out_dir)

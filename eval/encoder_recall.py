@@ -396,20 +396,15 @@ def metrics(rep: dict) -> dict:
 
 # ---------------------------------------------------------------- CLI
 
+def _threads(n: int):
+    """torch and FAISS threads (eval.locality's), imported only when a study runs."""
+    from eval.locality import _threads as both
+    return both(n)
+
+
 def main(argv=None) -> int:
-    def body(cfg, mr):
-        from proto.report import write_outputs
-        out = out_dir(cfg)
-        from eval.locality import _threads
-        with _threads(cfg.threads):
-            t0 = time.time()
-            rep = study(cfg, log=E.stderr_log)
-            rep["seconds"] = time.time() - t0
-        md = table(rep)
-        write_outputs(out, cfg, rep, mr, plots={"encoder_recall.png": plot}, table=md)
-        mr.metrics(metrics(rep))
-        return md, {"out": str(out), "model": rep["model"]["name"],
-                    "seconds": round(rep["seconds"], 1), **summary(rep)}
+    body = E.table_body("encoder_recall", study, table, plot, summary, metrics, out=out_dir,
+                        threads=_threads)
 
     def errors():
         from data_gen.corpus import CorpusError

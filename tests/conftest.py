@@ -21,6 +21,24 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
+def tiny_positional(tmp_path_factory):
+    """The tiny positional encoder recipe (8 positions, lengths 6 and 8), trained 2 steps:
+    one checkpoint directory for every test that reads (never writes) one."""
+    from pathlib import Path
+
+    from encoder.config import EncoderConfig
+    from encoder.train import Trainer
+    from proto import config as C
+    d = tmp_path_factory.mktemp("tiny-positional")
+    cfg = C.load(EncoderConfig, Path(__file__).resolve().parents[1]
+                 / "configs/encoder/tiny-positional.yaml",
+                 [f"out={d}", "mlflow=false", "threads=1", "train.steps=2",
+                  "train.eval_every=2", "train.save_every=2"])
+    Trainer(cfg, log=lambda s: None).run()
+    return d
+
+
+@pytest.fixture(scope="session")
 def smollm2():
     from proto.models import ModelLoadError, load_model
     try:

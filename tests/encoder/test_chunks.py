@@ -16,17 +16,8 @@ TEXTS = ["hello there you", "the sea"]      # 15 and 7 tokens; the encoder takes
 
 
 @pytest.fixture(scope="module")
-def positional(tmp_path_factory):
-    """The tiny positional recipe (8 positions, lengths 6 and 8), trained 2 steps."""
-    from encoder.config import EncoderConfig
-    from encoder.train import Trainer
-    from proto import config as C
-    d = tmp_path_factory.mktemp("pos-chunks")
-    cfg = C.load(EncoderConfig, ROOT / "configs/encoder/tiny-positional.yaml",
-                 [f"out={d}", "mlflow=false", "threads=1", "train.steps=2",
-                  "train.eval_every=2", "train.save_every=2"])
-    Trainer(cfg, log=lambda s: None).run()
-    return d
+def positional(tiny_positional):
+    return tiny_positional
 
 
 def encode(positional, tmp_path, capsys, *args, texts=TEXTS):

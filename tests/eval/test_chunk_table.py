@@ -12,17 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def positional(tmp_path_factory):
-    """The tiny positional recipe (8 positions), trained 2 steps."""
-    from encoder.config import EncoderConfig
-    from encoder.train import Trainer
-    from proto import config as C
-    d = tmp_path_factory.mktemp("pos-table")
-    cfg = C.load(EncoderConfig, ROOT / "configs/encoder/tiny-positional.yaml",
-                 [f"out={d}", "mlflow=false", "threads=1", "train.steps=2",
-                  "train.eval_every=2", "train.save_every=2"])
-    Trainer(cfg, log=lambda s: None).run()
-    return d
+def positional(tiny_positional):
+    return tiny_positional
 
 
 def test_grid_cells_and_the_encoders_k0_is_what_encode_decodes(positional, tmp_path, capsys):
