@@ -16,7 +16,7 @@ Each text's e starts at the recipe's start (`default`: the learned start e0 ship
 proto/starts/, plus noise). --init-from SPEC starts it instead at an encoder's e for that text
 (a checkpoint, or 'default' for the shipped one; proto.providers) with m frozen at the
 encoder's m: the first attempt refines that e with `init_recipe` (default `refine`: constant
-lr 0.3, no noise, `init_overrides.restart_after` steps), and a text it leaves unsolved starts
+lr 1.0, no noise, `init_overrides.restart_after` steps), and a text it leaves unsolved starts
 again from e0 with the recipe, as do its tail restarts (docs/research/encoder-starts).
 --chunk C splits each text's tokens into chunks of C (the last may be shorter) and fits every
 chunk as its own row of one batched fit: a chunked solution file (proto.solution) with one
