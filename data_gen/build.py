@@ -1,6 +1,8 @@
 """Build (or resume) a corpus of proto-token solutions: text -> e, with one shared m.
 
   python -m data_gen.build --config configs/data_gen/tiny.yaml threads=1   # tiny CPU run, ~15 s
+  python -m data_gen.build --config configs/data_gen/tiny.yaml threads=1 text_chunk=4 \\
+      out=outputs/corpus/tiny-chunked        # tiny CPU run, one e per 4 tokens of each text
   python -m data_gen.build --config configs/data_gen/default.yaml    # smollm2-135m, ~500 texts
   python -m data_gen.build --config configs/data_gen/paper.yaml      # GPU scale
   torchrun --nproc_per_node 8 -m data_gen.build --config configs/data_gen/paper.yaml  # 8 GPUs
@@ -20,12 +22,15 @@ What a build does (design.md, "Corpus format"):
   3. cut the text list into chunks of `chunk_size` texts; rank r takes chunks i with
      i % WORLD_SIZE == r and fits each in ONE Fitter.fit call with m frozen (a redone chunk is
      bit-identical on the same hardware and thread count); a text picked by `restart_fraction`
-     gets `restarts` rows (restarts), others one;
+     gets `restarts` rows (restarts), others one; with `text_chunk` C > 0 every text is cut
+     into chunks of C tokens (proto.solution.chunk_spans) and each chunk is a row of its own,
+     fitted in the work chunk's one Fitter.fit call (a text is solved when all its chunks are);
   4. write the chunk's shard, then check the connectivity of up to `pairs_per_chunk` pairs of
      solved restarts of one text (linear + quadratic Bezier) into the chunk's pairs shard;
   5. the rank that sees every chunk present writes manifest.json with status complete
      (otherwise partial).
-The last stdout line is JSON: corpus, status, texts, rows, solved, pairs, seconds, ...
+The last stdout line is JSON: corpus, status, texts, rows, solved, pairs, seconds, ... (and
+text_chunks, text_chunks_solved when text_chunk > 0: texts and solved count whole texts).
 Errors (bad config key, unreadable source, mismatching corpus) are one `error:` line, exit 2.
 """
 from __future__ import annotations
@@ -63,6 +68,7 @@ from proto.models import ModelFields, ModelLoadError, load_model
 from proto.paths import as_point, bezier, linear
 from proto.progress import bar
 from proto.providers import start_record, text_starts
+from proto.solution import chunk_spans
 from proto.sources import SourceError
 from proto.start import load_start
 from proto.tracking import run as mlflow_run
@@ -107,6 +113,12 @@ class BuildConfig(ModelFields):
     warm_texts: int = 16                  # texts of the m warm-up
     warm_steps: int = 300                 # steps of the warm-up fit
     pairs_per_chunk: int = 2              # connectivity checks per chunk (restart pairs)
+    # tokens per e: > 0 cuts every text (of any length, even past the decoder's context) into
+    # consecutive chunks of this many tokens (the last may be shorter), each fitted and stored
+    # as a row of its own that also carries its text's parent_id, chunk and span
+    # (docs/guide.md); to readers such a corpus is one of short texts. 0 = one e per text.
+    # Not `chunk_size`, which counts texts per work chunk.
+    text_chunk: int = 0
     # Bezier control point (proto.paths.bezier): trained until the path is solved on the grid
     # or its expected loss stops falling, at most bezier_steps steps of bezier_samples t's;
     # bezier_lr is relative to the pair's RMS coordinate distance (eval.connectivity measured
@@ -142,7 +154,7 @@ class BuildConfig(ModelFields):
             if getattr(self, name) < lo:
                 raise ValueError(f"{name} must be >= {lo}")
         for name in ("warm_texts", "pairs_per_chunk", "bezier_steps", "threads", "tail_restarts",
-                     "tail_after"):
+                     "tail_after", "text_chunk"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.m_init not in ("joint", "rowmean", "random", "start"):
@@ -170,6 +182,8 @@ def content_config(cfg: BuildConfig, precision: str) -> dict:
     if not cfg.init_from:   # they change nothing then; corpora built before them still resume
         d.pop("init_recipe")
         d.pop("init_overrides")
+    if not cfg.text_chunk:  # likewise: corpora built before text_chunk still resume
+        d.pop("text_chunk")
     d["dtype"] = precision
     return d
 
@@ -268,12 +282,39 @@ def encoder_starts(fitter, cfg: BuildConfig, texts: list[Text], m, prog, starts)
 
 # ---------------------------------------------------------------- one chunk
 
+@dataclasses.dataclass
+class ChunkText(Text):
+    """A chunk of a text (text_chunk > 0), fitted and stored as a short text of its own.
+    Its text_id names the parent and the span, so it is stable across resumes and ranks and
+    never shared with a chunk of another size, whose tokens differ."""
+    parent_id: str = ""
+    chunk: int = 0
+    span: tuple[int, int] = (0, 0)
+    parent_n_tokens: int = 0
+
+
+def text_units(texts: list[Text], size: int, detokenize) -> list[list[Text]]:
+    """For each text, the texts its rows fit: itself (size 0), or its chunks of `size`
+    tokens (proto.solution.chunk_spans, as proto.fit --chunk cuts them)."""
+    if not size:
+        return [[t] for t in texts]
+    return [[ChunkText(f"{t.text_id}[{s}:{e}]", t.source, t.context_id, t.token_ids[s:e],
+                       detokenize(t.token_ids[s:e]), t.text_id, k, (s, e), len(t.token_ids))
+             for k, (s, e) in enumerate(chunk_spans(len(t.token_ids), size))] for t in texts]
+
+
+def parent_key(t: Text) -> str:
+    """The whole text a row's text belongs to: restart_fraction picks whole texts."""
+    return t.parent_id if isinstance(t, ChunkText) else t.text_id
+
+
 def fit_chunk(lm, fitter, cfg: BuildConfig, texts: list[Text], m, progress=None):
-    """Fit the rows of one chunk in ONE Fitter.fit call; returns a pyarrow table."""
+    """Fit the rows of one chunk in ONE Fitter.fit call; returns a pyarrow table.
+    texts: what the rows fit (text_units), ChunkTexts add their parent columns."""
 
     rows, owner = [], []
     for t in texts:
-        for r in range(n_restarts(cfg, t.text_id)):
+        for r in range(n_restarts(cfg, parent_key(t))):
             rows.append(FitRow(list(t.token_ids), t.text_id, r))
             owner.append(t)
     res = fitter.fit(rows, m_mode="frozen" if m is not None else "row", m=m, progress=progress)
@@ -299,7 +340,12 @@ def fit_chunk(lm, fitter, cfg: BuildConfig, texts: list[Text], m, progress=None)
         "solved": [r.solved for r in res],
         "status": [r.status for r in res],
     }
-    schema = K.shard_schema(d)
+    chunked = bool(cfg.text_chunk)
+    if chunked:
+        cols.update({"parent_id": [t.parent_id for t in owner],
+                     "chunk": [t.chunk for t in owner], "span": [list(t.span) for t in owner],
+                     "parent_n_tokens": [t.parent_n_tokens for t in owner]})
+    schema = K.shard_schema(d, chunked)
     return pa.table({k: (v if isinstance(v, pa.Array) else pa.array(v, type=schema.field(k).type))
                      for k, v in cols.items()}, schema=schema)
 
@@ -398,6 +444,7 @@ class Progress:
         self.tag = f"[data_gen r{rank}/{world}]"
         self.total, self.every = total_texts, every
         self.done = self.solved = 0
+        self.text_chunks = self.text_chunks_solved = 0   # text_chunk > 0
         self.bar = None
 
     def line(self, msg: str):
@@ -414,12 +461,18 @@ class Progress:
             self.bar.total = self.total
             self.bar.refresh()
 
-    def chunk_done(self, i: int, texts: int, solved: int, chunks_left: int):
+    def chunk_done(self, i: int, counts: dict, chunks_left: int):
+        """counts: K.solved_counts of the chunk's rows (whole texts, and text chunks if any)."""
+        texts = counts["texts"]
         self.done += texts
-        self.solved += solved
+        self.solved += counts["solved_texts"]
+        self.text_chunks += counts.get("text_chunks", 0)
+        self.text_chunks_solved += counts.get("text_chunks_solved", 0)
+        pieces = (f" | text chunks solved {self.text_chunks_solved / self.text_chunks:.2f}"
+                  if self.text_chunks else "")
         # one line per finished chunk, in logs too (the bar shows only on a terminal)
         self.line(f"chunk {i} done | texts {self.done}/{self.total} | solved "
-                  f"{self.solved / max(1, self.done):.2f} | {chunks_left} chunks left")
+                  f"{self.solved / max(1, self.done):.2f}{pieces} | {chunks_left} chunks left")
         if self.bar is not None:
             self.bar.update(texts)
             self.bar.set_postfix(solved=f"{self.solved / max(1, self.done):.2f}",
@@ -536,18 +589,21 @@ def _setup(cfg: BuildConfig, lm):
 
 
 def _texts(cfg: BuildConfig, lm, fitter, root: Path, rank: int):
-    """(texts, source stats, newly generated texts), every text checked to fit the model."""
+    """(each text's row texts (text_units), source stats, newly generated texts), every
+    row's text checked to fit the model."""
     generate, generated = _generator(lm, root, rank, cfg.wait_seconds)
     texts, text_stats = corpus_texts(cfg.sources, lm.tokenize, lm.detokenize, cfg.seed,
                                      generate)
     if not texts:
         raise C.ConfigError("the sources gave no texts (counts all 0?)")
-    for t in texts:
+    units = text_units(texts, cfg.text_chunk, lm.detokenize)
+    for t in (u for us in units for u in us):
         try:
             fitter.check_length(len(t.token_ids))
         except ValueError as exc:
-            raise C.ConfigError(str(exc)) from None
-    return texts, text_stats, generated
+            hint = "" if cfg.text_chunk else "; text_chunk=C fits each text as e's of C tokens"
+            raise C.ConfigError(f"{exc}{hint}") from None
+    return units, text_stats, generated
 
 
 def _write_start(cfg: BuildConfig, root: Path, rank: int, info: dict, have, generated: dict):
@@ -610,33 +666,33 @@ def _chunk(lm, fitter, cfg: BuildConfig, root: Path, i: int, texts: list[Text], 
     return table, "redone" if state == "corrupt" else "fitted"
 
 
-def _chunks(lm, fitter, cfg: BuildConfig, root: Path, texts: list[Text], m, rank: int,
+def _chunks(lm, fitter, cfg: BuildConfig, root: Path, units: list[list[Text]], m, rank: int,
             world: int, prog) -> dict:
-    """Every chunk of this rank; returns counts of chunks fitted, skipped and redone."""
-    n_chunks = math.ceil(len(texts) / cfg.chunk_size)
+    """Every chunk of this rank (chunk_size whole texts each, with all their text_units);
+    returns counts of chunks fitted, skipped and redone."""
+    n_chunks = math.ceil(len(units) / cfg.chunk_size)
     mine = [i for i in range(n_chunks) if i % world == rank]
     if cfg.order == "reverse":
         mine.reverse()
     size = cfg.chunk_size
-    prog.start(sum(len(texts[i * size:(i + 1) * size]) for i in mine))
+    prog.start(sum(len(units[i * size:(i + 1) * size]) for i in mine))
     n = {"fitted": 0, "redone": 0, "skipped": 0, "pairs": 0}
     for j, i in enumerate(mine):
-        chunk_texts = texts[i * size:(i + 1) * size]
-        table, what = _chunk(lm, fitter, cfg, root, i, chunk_texts, m, prog)
+        chunk_units = units[i * size:(i + 1) * size]
+        table, what = _chunk(lm, fitter, cfg, root, i, [u for us in chunk_units for u in us],
+                             m, prog)
         n[what] += 1
         if what == "skipped":
-            prog.skip(len(chunk_texts))
+            prog.skip(len(chunk_units))
         elif table is not None:
-            solved = len({t for t, s in zip(table.column("text_id").to_pylist(),
-                                            table.column("solved").to_pylist()) if s})
-            prog.chunk_done(i, len(chunk_texts), solved, len(mine) - j - 1)
+            prog.chunk_done(i, K.solved_counts(table), len(mine) - j - 1)
     prog.close()
     return {"chunks": n_chunks, "chunks_done": n["fitted"] + n["redone"],
             "chunks_skipped": n["skipped"], "chunks_redone": n["redone"]}
 
 
-def _manifest(lm, root: Path, info: dict, texts: list[Text], text_stats: dict, warm,
-              n_chunks: int, uses_m: bool) -> dict:
+def _manifest(lm, root: Path, info: dict, n_texts: int, text_stats: dict, warm,
+              n_chunks: int, uses_m: bool, chunked: bool) -> dict:
     """Scan the shards, write manifest.json (complete, or partial unless a complete one is
     there already) and return its counts with the rows' stats and pairs tables."""
     shards, pairs, missing = _scan(root, n_chunks)
@@ -648,16 +704,15 @@ def _manifest(lm, root: Path, info: dict, texts: list[Text], text_stats: dict, w
             prior = json.loads(man_path.read_text()).get("status")
         except (OSError, ValueError):
             prior = None
-    cols = ["text_id", "restart", "solved", "steps", "accuracy"]
+    cols = ["text_id", "restart", "solved", "steps", "accuracy"] + (["parent_id"] if chunked
+                                                                   else [])
     stats_tab = _concat([pq.read_table(root / x["path"], columns=cols) for x in shards
                          if x.get("path")])
+    if stats_tab is None:   # no shard yet: zero counts of the same kinds
+        stats_tab = pa.table({c: [] for c in cols})
     pairs_tab = _concat([pq.read_table(root / x["path"]) for x in pairs if x.get("path")])
-    n_rows = stats_tab.num_rows if stats_tab is not None else 0
-    tids = stats_tab.column("text_id").to_pylist() if n_rows else []
-    solved = ({t for t, s in zip(tids, stats_tab.column("solved").to_pylist()) if s}
-              if n_rows else set())
-    counts = {"texts_planned": len(texts), "texts": len(set(tids)), "rows": n_rows,
-              "solved_texts": len(solved),
+    n_rows = stats_tab.num_rows
+    counts = {"texts_planned": n_texts, "rows": n_rows, **K.solved_counts(stats_tab),
               "pairs": pairs_tab.num_rows if pairs_tab is not None else 0,
               "chunks": n_chunks, "chunks_missing": len(missing),
               **{f"sources_{k}": v for k, v in text_stats.items()}}
@@ -688,7 +743,9 @@ def build(cfg: BuildConfig, lm=None) -> dict:
         fitter, info = _setup(cfg, lm)
         if have is not None:
             _refuse_if_different(root, have, info)
-        texts, text_stats, generated = _texts(cfg, lm, fitter, root, rank)
+        units, text_stats, generated = _texts(cfg, lm, fitter, root, rank)
+        # the m warm-up and the encoder's starts see what the rows fit: chunks, if text_chunk
+        texts = [u for us in units for u in us]
         starts = encoded(cfg, lm, texts) if cfg.init_from else None
         # Nothing is written before the config, the model and the sources have been accepted.
         _write_start(cfg, root, rank, info, have, generated)
@@ -700,10 +757,10 @@ def build(cfg: BuildConfig, lm=None) -> dict:
         if cfg.init_from:
             encoder_starts(fitter, cfg, texts, m, prog, starts)
         t_chunks = time.time()
-        chunks = _chunks(lm, fitter, cfg, root, texts, m, rank, world, prog)
+        chunks = _chunks(lm, fitter, cfg, root, units, m, rank, world, prog)
         chunk_seconds = time.time() - t_chunks
-        man = _manifest(lm, root, info, texts, text_stats, warm, chunks["chunks"],
-                        fitter.arr.uses_m)
+        man = _manifest(lm, root, info, len(units), text_stats, warm, chunks["chunks"],
+                        fitter.arr.uses_m, bool(cfg.text_chunk))
         return _summary(lm, root, man, chunks, rank, world, prog, time.time() - t_start,
                         chunk_seconds)
     finally:
@@ -719,6 +776,7 @@ def _summary(lm, root: Path, man: dict, chunks: dict, rank: int, world: int, pro
         "corpus": str(root), "status": man["status"], "texts": c["texts"],
         "texts_planned": c["texts_planned"], "rows": c["rows"], "solved": c["solved_texts"],
         "solved_frac": round(c["solved_texts"] / max(1, c["texts"]), 4),
+        **{k: c[k] for k in ("text_chunks", "text_chunks_solved") if k in c},
         "pairs": c["pairs"], **chunks, "missing_chunks": len(man["missing"]),
         "rank": rank, "world_size": world, "model": lm.name, "seconds": round(secs, 2),
         "chunk_seconds": round(chunk_seconds, 2), "texts_fitted": prog.done,
@@ -741,7 +799,8 @@ def _log_run(mr, summary: dict, root: Path):
     stats_tab, pairs_tab = summary["_tables"]
     mr.metrics({f"data_gen/{k}": summary[k] for k in (
         "texts", "rows", "solved", "solved_frac", "pairs", "chunks_done", "chunks_skipped",
-        "chunks_redone", "seconds", "texts_per_hour")})
+        "chunks_redone", "seconds", "texts_per_hour", "text_chunks", "text_chunks_solved")
+        if k in summary})
     if pairs_tab is not None and pairs_tab.num_rows:
         for col in ("linear_min_acc", "bezier_min_acc", "length_ratio", "cosine_distance"):
             v = pairs_tab.column(col).to_pylist()

@@ -8,7 +8,8 @@
                                model or config is refused
     config.yaml                the resolved build config
     m.safetensors              the shared m (tensor `m` [d]) + metadata
-    shards/chunk-NNNNN.parquet one row per (text, restart), see SHARD_SCHEMA
+    shards/chunk-NNNNN.parquet one row per (text, restart), see shard_schema; with text_chunk > 0
+                               one per (chunk of a text, restart), plus parent columns
     shards/chunk-NNNNN.json    sidecar {rows, sha256, bytes}, written after its parquet
     pairs/chunk-NNNNN.parquet  connectivity checks between solved restarts of one text
     pairs/chunk-NNNNN.json     sidecar
@@ -43,7 +44,20 @@ class CorpusError(ValueError):
     """A corpus problem that should end a command with one clear line."""
 
 
-def shard_schema(d_model: int) -> pa.Schema:
+# The parent columns of a chunked corpus's rows: the whole text's text_id, the chunk's index in
+# it, its [start, end) token offsets, and the whole text's length (so tiling is checkable).
+CHUNK_FIELDS = [
+    ("parent_id", pa.string()),
+    ("chunk", pa.int32()),
+    ("span", pa.list_(pa.int32(), 2)),
+    ("parent_n_tokens", pa.int32()),
+]
+
+
+def shard_schema(d_model: int, chunked: bool = False) -> pa.Schema:
+    """A shard's columns; chunked (text_chunk > 0): each row is a chunk of a text, fitted as a
+    short text of its own, and names its text (the parent) after the usual columns. A corpus
+    without chunks keeps the original schema, so its old and new shards read as one."""
     return pa.schema([
         ("text_id", pa.string()),
         ("source", pa.string()),
@@ -61,7 +75,22 @@ def shard_schema(d_model: int) -> pa.Schema:
         ("seconds", pa.float32()),
         ("solved", pa.bool_()),
         ("status", pa.string()),
-    ])
+    ] + (CHUNK_FIELDS if chunked else []))
+
+
+def solved_counts(table: pa.Table) -> dict:
+    """Texts and solved texts among rows with text_id and solved: a row's text is solved when
+    one of its restarts is. Rows of chunks (a parent_id column) count whole texts, solved when
+    all their chunks are, and add text_chunks and text_chunks_solved."""
+    tids = table.column("text_id").to_pylist()
+    done = {t for t, s in zip(tids, table.column("solved").to_pylist()) if s}
+    if "parent_id" not in table.column_names:
+        return {"texts": len(set(tids)), "solved_texts": len(done)}
+    chunks: dict[str, set] = {}
+    for t, p in zip(tids, table.column("parent_id").to_pylist()):
+        chunks.setdefault(p, set()).add(t)
+    return {"texts": len(chunks), "solved_texts": sum(c <= done for c in chunks.values()),
+            "text_chunks": len(set(tids)), "text_chunks_solved": len(done)}
 
 
 PAIR_SCHEMA = pa.schema([

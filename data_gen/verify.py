@@ -14,6 +14,10 @@ with the recorded model, precision, arrangement and m; recorded and re-measured 
 reported side by side (they can differ slightly on other hardware or thread counts), and so
 are the sampled rows recorded as solved and how many of them decode exactly (solved_decoded):
 a solved row that does not decode is a corpus error, counted as a mismatch.
+A chunked corpus (data_gen.build text_chunk=C: a row per chunk of a text) is sampled by whole
+text: `sample` texts with all their rows, decoded the same way, and reported per row and per
+whole text (texts_exact: every chunk has a row that decodes exactly; texts_untiled: texts whose
+chunks do not tile their tokens, an error like a missing shard).
 The last stdout line is JSON; the run is logged to MLflow (experiment `data_gen`, run
 `verify`) with the summary's counts as verify/* metrics and the summary as verify.json.
 """
@@ -85,34 +89,56 @@ def check_files(root: Path) -> dict:
     return {"problems": problems, "checked": checked, "status": status, "manifest": man}
 
 
-def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
-             bad: set[str]) -> dict:
-    """Re-decode `sample` rows with one_pass; recorded vs measured accuracy."""
+ROW_COLUMNS = ["text_id", "restart", "token_ids", "e", "accuracy", "solved"]
+TEXT_KEYS = ("texts_sampled", "texts_exact", "texts_recorded_solved", "texts_solved_decoded",
+             "texts_untiled")
 
-    info = man or json.loads((root / "build.json").read_text())
-    complete = man is not None and man.get("status") == "complete"
-    files = [root / s["path"] for s in (man[K.SHARDS] if complete else K.list_shards(root))
-             if s.get("path") and s["path"] not in bad and (root / s["path"]).exists()]
-    if not files or sample <= 0:
-        return {"sampled": 0}
-    rows = []
-    for f in files:
-        t = pq.read_table(f, columns=["text_id", "restart", "token_ids", "e", "accuracy",
-                                      "solved"])
-        rows += t.to_pylist()
+
+def sample_rows(rows: list[dict], sample: int, seed: int, chunked: bool) -> list[dict]:
+    """`sample` seeded rows; of a chunked corpus every row of `sample` whole texts, so that
+    each sampled text can be judged whole."""
     rng = random.Random(seed)
-    pick = rng.sample(rows, min(sample, len(rows)))
-    lm = load_model(info["model"]["name"], device=device or None, dtype="auto",
-                    record=info.get("precision"), what=f"corpus {root}", verbose=False)
-    warning = None
-    if lm.weights_sha256 != info["model"]["weights_sha256"]:
-        warning = (f"model weights differ from the recorded ones "
-                   f"({lm.weights_sha256[:12]} vs {info['model']['weights_sha256'][:12]})")
-    arr = Arrangement.from_dict(info["arrangement"])
-    m = K.load_m(root)[0] if arr.uses_m else None
+    if not chunked:
+        return rng.sample(rows, min(sample, len(rows)))
+    parents = sorted({r["parent_id"] for r in rows})
+    pick = set(rng.sample(parents, min(sample, len(parents))))
+    return [r for r in rows if r["parent_id"] in pick]
+
+
+def tiled(chunks: dict[int, dict]) -> bool:
+    """Do a text's chunks (one decoded row each, by chunk index) cover its tokens in order?"""
+    rows = [chunks[k] for k in sorted(chunks)]
+    ends = [0] + [r["span"][1] for r in rows]
+    return (sorted(chunks) == list(range(len(rows))) and ends[-1] == rows[0]["parent_n_tokens"]
+            and all(r["span"][0] == a and r["span"][1] - a == r["n_tokens"]
+                    for r, a in zip(rows, ends)))
+
+
+def whole_texts(out: list[dict]) -> dict:
+    """Per whole text of decoded chunk rows: exact when every chunk has a row (restart) that
+    decodes exactly and the chunks tile the text; recorded solved when every chunk has a
+    solved row."""
+    by: dict[str, dict[int, list[dict]]] = {}
+    for o in out:
+        by.setdefault(o["parent_id"], {}).setdefault(o["chunk"], []).append(o)
+    res = dict.fromkeys(TEXT_KEYS, 0) | {"texts_sampled": len(by)}
+    for chunks in by.values():
+        ok = tiled({k: rs[0] for k, rs in chunks.items()})
+        claimed = all(any(o["solved"] for o in rs) for rs in chunks.values())
+        decoded = ok and all(any(o["measured"] >= 1 - 1e-9 for o in rs)
+                             for rs in chunks.values())
+        res["texts_untiled"] += not ok
+        res["texts_exact"] += decoded
+        res["texts_recorded_solved"] += claimed
+        res["texts_solved_decoded"] += claimed and decoded
+    return res
+
+
+def decode_rows(lm, arr, m, rows: list[dict]) -> list[dict]:
+    """Recorded and measured accuracy of each row, one forward pass per token length."""
     out = []
     by_len: dict[int, list[dict]] = {}
-    for r in pick:
+    for r in rows:
         by_len.setdefault(len(r["token_ids"]), []).append(r)
     for n, rs in sorted(by_len.items()):
         e = torch.tensor([r["e"] for r in rs])
@@ -122,7 +148,34 @@ def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
         acc, _ = hits(pred, tgt)
         for r, a in zip(rs, acc):
             out.append({"text_id": r["text_id"], "restart": r["restart"],
-                        "recorded": r["accuracy"], "measured": a, "solved": bool(r["solved"])})
+                        "recorded": r["accuracy"], "measured": a, "solved": bool(r["solved"]),
+                        "n_tokens": n, **{k: r[k] for k, _ in K.CHUNK_FIELDS if k in r}})
+    return out
+
+
+def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
+             bad: set[str]) -> dict:
+    """Re-decode `sample` rows (whole texts, if chunked) with one_pass; recorded vs measured
+    accuracy."""
+
+    info = man or json.loads((root / "build.json").read_text())
+    complete = man is not None and man.get("status") == "complete"
+    files = [root / s["path"] for s in (man[K.SHARDS] if complete else K.list_shards(root))
+             if s.get("path") and s["path"] not in bad and (root / s["path"]).exists()]
+    if not files or sample <= 0:
+        return {"sampled": 0}
+    chunked = "parent_id" in pq.read_schema(files[0]).names
+    cols = ROW_COLUMNS + ([n for n, _ in K.CHUNK_FIELDS] if chunked else [])
+    rows = [r for f in files for r in pq.read_table(f, columns=cols).to_pylist()]
+    pick = sample_rows(rows, sample, seed, chunked)
+    lm = load_model(info["model"]["name"], device=device or None, dtype="auto",
+                    record=info.get("precision"), what=f"corpus {root}", verbose=False)
+    warning = None
+    if lm.weights_sha256 != info["model"]["weights_sha256"]:
+        warning = (f"model weights differ from the recorded ones "
+                   f"({lm.weights_sha256[:12]} vs {info['model']['weights_sha256'][:12]})")
+    arr = Arrangement.from_dict(info["arrangement"])
+    out = decode_rows(lm, arr, K.load_m(root)[0] if arr.uses_m else None, pick)
     diffs = [abs(o["recorded"] - o["measured"]) for o in out]
     solved = [o for o in out if o["solved"]]
     res = {"sampled": len(out), "recorded_mean": sum(o["recorded"] for o in out) / len(out),
@@ -131,7 +184,7 @@ def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
            # a row counts as solved only if it decodes: the corpus's claim, checked
            "recorded_solved": len(solved),
            "solved_decoded": sum(o["measured"] >= 1 - 1e-9 for o in solved),
-           "rows": out}
+           **(whole_texts(out) if chunked else {}), "rows": out}
     if warning:
         res["warning"] = warning
     return res
@@ -140,7 +193,7 @@ def redecode(root: Path, man: dict | None, sample: int, seed: int, device: str,
 @dataclasses.dataclass
 class VerifyConfig:
     corpus: str = ""                 # corpus directory
-    sample: int = 16                 # rows to re-decode (0: none)
+    sample: int = 16                 # rows to re-decode (0: none); chunked: whole texts
     seed: int = 0
     device: str = ""
     strict: bool = False             # exit 1 on decode mismatches too
@@ -165,7 +218,8 @@ def log_run(a: VerifyConfig, summary: dict) -> None:
                     **{f"verify/{k}": dec[k] for k in ("sampled", "recorded_mean",
                                                        "measured_mean", "max_abs_diff",
                                                        "mismatches", "recorded_solved",
-                                                       "solved_decoded") if k in dec}})
+                                                       "solved_decoded", *TEXT_KEYS)
+                       if k in dec}})
         mr.dict(summary, "verify.json")
 
 
@@ -197,9 +251,14 @@ def main(argv=None) -> int:
         print(f"re-decoded {dec['sampled']} rows: recorded accuracy {dec['recorded_mean']:.4f}, "
               f"measured {dec['measured_mean']:.4f}, max |diff| {dec['max_abs_diff']:.4g}, "
               f"{dec['mismatches']} mismatching", file=sys.stderr)
+    if dec.get("texts_sampled"):
+        print(f"re-decoded {dec['texts_sampled']} whole texts: {dec['texts_exact']} exact (every "
+              f"chunk), {dec['texts_solved_decoded']} of {dec['texts_recorded_solved']} recorded "
+              f"solved decode, {dec['texts_untiled']} not tiled by their chunks", file=sys.stderr)
     if "warning" in dec:
         print(f"warning: {dec['warning']}", file=sys.stderr)
-    ok = not files["problems"] and "error" not in dec and not (a.strict and dec.get("mismatches"))
+    ok = (not files["problems"] and "error" not in dec and not dec.get("texts_untiled")
+          and not (a.strict and dec.get("mismatches")))
     summary = {"corpus": str(root), "ok": ok, "status": files["status"],
                "shards_checked": files["checked"], "problems": files["problems"],
                "corrupt": sum(p["problem"] == "corrupt" for p in files["problems"]),

@@ -307,3 +307,173 @@ def test_verify_logs_an_mlflow_run(ref, tmp_path, monkeypatch, capsys):
     assert [r.info.run_name for r in runs] == ["verify"]
     assert runs[0].data.metrics["verify/ok"] == 1 and runs[0].data.metrics["verify/sampled"] == 2
     assert runs[0].data.params["corpus"] == str(ref[0])
+
+
+# ---------------------------------------------------------------- text_chunk: e per C tokens
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory, tiny):
+    """The tiny corpus with one e per 4 tokens: texts of 6, 8 and 10 tokens in 2-3 chunks."""
+    out = tmp_path_factory.mktemp("chunked") / "corpus"
+    return out, B.build(_cfg(out, "text_chunk=4"), lm=tiny)
+
+
+def _chunk_rows(corpus) -> list[tuple]:
+    cols = ["text_id", "restart", "token_ids", "e", "parent_id", "chunk", "span"]
+    t = K.read_table(corpus, K.SHARDS, cols).to_pylist()
+    return sorted(tuple(tuple(v) if isinstance(v, list) else v for v in (r[c] for c in cols))
+                  for r in t)
+
+
+def test_a_chunked_build_stores_chunks_that_tile_each_text(chunked, tiny, tmp_path):
+    import datasets
+
+    from data_gen.texts import corpus_texts
+    from proto.solution import chunk_spans
+    out, s = chunked
+    texts, _ = corpus_texts(_cfg(out).sources, tiny.tokenize, tiny.detokenize, seed=0)
+    spans = {t.text_id: [list(x) for x in chunk_spans(len(t.token_ids), 4)] for t in texts}
+    assert s["status"] == "complete" and s["texts"] == s["texts_planned"] == len(texts) == 10
+    assert s["text_chunks"] == sum(map(len, spans.values())) == 22
+    rows = K.read_table(out).to_pylist()
+    by: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by.setdefault(r["parent_id"], {})[r["chunk"]] = r
+    for t in texts:   # each text's chunks, in chunk order, are its tokens
+        cs = [by[t.text_id][k] for k in sorted(by[t.text_id])]
+        assert [c["span"] for c in cs] == spans[t.text_id]
+        assert [tok for c in cs for tok in c["token_ids"]] == t.token_ids
+        for c in cs:
+            a, b = c["span"]
+            assert c["text_id"] == f"{t.text_id}[{a}:{b}]" and c["n_tokens"] == b - a
+            assert c["parent_n_tokens"] == len(t.token_ids) and c["context_id"] == t.context_id
+    keys = [(r["text_id"], r["restart"]) for r in rows]
+    assert len(set(keys)) == len(keys)
+    done = {r["text_id"] for r in rows if r["solved"]}
+    assert s["text_chunks_solved"] == len(done)
+    assert s["solved"] == sum({c["text_id"] for c in cs.values()} <= done for cs in by.values())
+    assert K.read_manifest(out)["counts"]["text_chunks"] == 22
+    # connectivity is checked between solved restarts of one chunk
+    assert s["pairs"] >= 1
+    for p in K.read_table(out, K.PAIRS).to_pylist():
+        assert {(p["text_id"], p["restart_a"]), (p["text_id"], p["restart_b"])} <= {
+            (r["text_id"], r["restart"]) for r in rows if r["solved"]}
+    ds = datasets.load_dataset("parquet", data_files=str(out / "shards" / "*.parquet"),
+                               split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == s["rows"] and ds[0]["span"][1] - ds[0]["span"][0] == ds[0]["n_tokens"]
+
+
+def test_a_chunked_build_splits_over_ranks_and_resumes_without_refitting(chunked, tmp_path,
+                                                                          tiny, monkeypatch):
+    out = tmp_path / "corpus"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        s = B.build(_cfg(out, "text_chunk=4"), lm=tiny)
+    assert s["status"] == "complete" and s["chunks_done"] == 2
+    assert _chunk_rows(out) == _chunk_rows(chunked[0])
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    for p in K.shard_paths(out, K.SHARDS, 2) + K.shard_paths(out, K.PAIRS, 2):
+        p.unlink()
+    s = B.build(_cfg(out, "text_chunk=4"), lm=tiny)
+    assert (s["chunks_done"], s["chunks_skipped"]) == (1, 3)
+    assert _chunk_rows(out) == _chunk_rows(chunked[0])   # the redone chunk is bit-identical
+    monkeypatch.setattr(B.Fitter, "fit", lambda *a, **k: pytest.fail("refitted a chunk"))
+    again = B.build(_cfg(out, "text_chunk=4"), lm=tiny)
+    assert (again["chunks_done"], again["chunks_skipped"]) == (0, 4)
+    want = chunked[1]
+    assert [again[k] for k in ("texts", "solved", "text_chunks", "text_chunks_solved")] == [
+        want[k] for k in ("texts", "solved", "text_chunks", "text_chunks_solved")]
+
+
+def test_verify_reports_a_chunked_corpus_per_whole_text(chunked, capsys):
+    assert V.main([str(chunked[0]), "sample=3"]) == 0
+    cap = capsys.readouterr()
+    d = json.loads(cap.out.strip().splitlines()[-1])["decode"]
+    assert d["texts_sampled"] == 3 and d["texts_untiled"] == 0 and d["mismatches"] == 0
+    assert d["texts_exact"] == d["texts_solved_decoded"] == d["texts_recorded_solved"]
+    assert d["sampled"] >= 6 and d["solved_decoded"] == d["recorded_solved"]
+    assert "re-decoded 3 whole texts" in cap.err
+
+
+def test_verify_judges_a_text_whole_only_when_its_chunks_tile_it():
+    row = {"parent_id": "p", "parent_n_tokens": 8, "measured": 1.0, "solved": True}
+    whole = [{**row, "chunk": 0, "span": [0, 4], "n_tokens": 4},
+             {**row, "chunk": 1, "span": [4, 8], "n_tokens": 4}]
+    assert V.whole_texts(whole)["texts_exact"] == 1
+    for broken in (whole[:1], [whole[0], {**whole[1], "chunk": 2}],
+                   [whole[0], {**whole[1], "span": [5, 8], "n_tokens": 3}]):
+        got = V.whole_texts(broken)
+        assert (got["texts_untiled"], got["texts_exact"]) == (1, 0)
+    miss = [whole[0], {**whole[1], "measured": 0.75}]
+    assert V.whole_texts(miss)["texts_solved_decoded"] == 0
+
+
+def test_text_chunk_0_keeps_the_fingerprint_of_older_corpora(tmp_path):
+    """Corpora built before text_chunk existed resume: the key is left out while it is 0."""
+    plain = B.content_config(_cfg(tmp_path / "c"), "float32")
+    assert "text_chunk" not in plain
+    # the tiny config's fingerprint as computed before text_chunk was added
+    assert B.fingerprint(plain) == \
+        "0fb31765efa170eb7830f36c2f8a2b2c840f0e6b424240329329a737f56ccca2"
+    chunks = B.content_config(_cfg(tmp_path / "c", "text_chunk=4"), "float32")
+    assert chunks["text_chunk"] == 4 and B.fingerprint(chunks) != B.fingerprint(plain)
+
+
+def test_a_chunked_corpus_and_a_plain_one_do_not_mix(ref, chunked, tiny):
+    for out, over, msg in ((chunked[0], "text_chunk=3", "text_chunk: 4 .corpus. vs 3"),
+                           (chunked[0], "text_chunk=0", "text_chunk: 4 .corpus. vs None"),
+                           (ref[0], "text_chunk=4", "text_chunk: None .corpus. vs 4")):
+        with pytest.raises(C.ConfigError, match=msg):
+            B.build(_cfg(out, over), lm=tiny)
+
+
+def test_negative_text_chunk_is_one_line_exit_2(tmp_path, capsys):
+    assert B.main(["--config", str(TINY), f"out={tmp_path / 'c'}", "text_chunk=-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "text_chunk must be >= 0" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+
+
+def test_text_chunk_fits_texts_past_the_decoders_context(tmp_path, tiny, capsys):
+    over = ["sources=[{name: random-words, count: 1, lengths: [520]}]", "m_init=random",
+            "pairs_per_chunk=0", "restart_fraction=0", "recipe_overrides.max_steps=3"]
+    assert B.main(["--config", str(TINY), f"out={tmp_path / 'a'}", "mlflow=false",
+                   "threads=1", *over]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "512" in err and "text_chunk=C" in err and len(err.splitlines()) == 1
+    s = B.build(_cfg(tmp_path / "b", *over, "text_chunk=260"), lm=tiny)
+    assert (s["status"], s["texts"], s["text_chunks"], s["rows"]) == ("complete", 1, 2, 2)
+    spans = K.read_table(tmp_path / "b", columns=["span"]).column("span").to_pylist()
+    assert sorted(spans) == [[0, 260], [260, 520]]
+
+
+def test_readers_see_a_chunked_corpus_as_short_texts(chunked):
+    """encoder.data and eval.locality read a chunked corpus unchanged: one text per chunk."""
+    from encoder.data import corpus_examples
+    from eval.locality import load_rows
+    out, s = chunked
+    t = K.read_table(out, columns=["text_id", "token_ids"])
+    ids = dict(zip(t.column("text_id").to_pylist(), t.column("token_ids").to_pylist()))
+    xs = corpus_examples(out)
+    assert len(xs) == s["text_chunks"] and all(x.token_ids == ids[x.text_id] for x in xs)
+    rows, total = load_rows(out, K.read_manifest(out), solved_only=False)
+    assert total == s["rows"] and len(set(rows.text_ids)) == s["text_chunks"]
+
+
+def test_init_from_starts_each_chunk_at_its_own_encoding(tmp_path, tiny, monkeypatch):
+    """The encoder is asked for the e of every chunk (what the rows fit), not of whole texts."""
+    import torch
+    cfg = _cfg(tmp_path / "c", "text_chunk=4", "m_init=random", "init_from=fake",
+               "pairs_per_chunk=0", "sources=[{name: random-words, count: 2, lengths: [6]}]")
+    m, _ = B.shared_m(tiny, cfg, B._recipe(cfg), [], B.Progress(0, 1, 0, 1))
+    asked = []
+
+    def starts(spec, lm, toks):
+        asked.extend(toks)
+        return torch.zeros(len(toks), lm.d_model), m.cpu(), {"path": spec, "step": 0}
+    monkeypatch.setattr(B, "text_starts", starts)
+    s = B.build(cfg, lm=tiny)
+    assert s["status"] == "complete" and (s["texts"], s["text_chunks"]) == (2, 4)
+    assert sorted(map(len, asked)) == [2, 2, 4, 4]
