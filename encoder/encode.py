@@ -27,9 +27,10 @@ solution file (proto.solution; proto.decode rebuilds the whole texts). Each whol
 printed as its chunks decode, and it counts as exact when all its chunks are. chunk=auto is the
 checkpoint's stored chunk length, else the longest length it trained on (capped by its
 positions): the default, so no text is encoded past the lengths its encoder learned; a C
-above the encoder's maximum is refused; chunk=0 is one e per text. The shipped default
-stores 6 (docs/research/chunking: on held-out 15-20-token sentences 0.457 alone and, with
-refine_steps=10, 0.99 of the tokens, against 0.262 / 0.385 as one e per text).
+above the encoder's maximum is refused; chunk=0 is one e per text. The shipped default is
+trained at its chunks' lengths (3 and 6 tokens), so chunk=auto is 6: on held-out
+15-20-token sentences 0.60 of the tokens alone and all of them with refine_steps=10, against
+0.27 as one e per text (docs/research/positional-encoder, the chunk encoder).
 
 The last stdout line is JSON: texts, accuracy_mean (mean over texts), token_accuracy (over all
 tokens), exact_match (after refinement when refine_steps > 0, with the encoded_ ones beside

@@ -63,5 +63,18 @@ def test_fit_init_from_and_encode_start_from_the_same_e(positional, trained, fla
 
 def test_default_is_the_encoder_shipped_for_the_model():
     assert ckpt.resolve("default") == ckpt.SHIPPED / "smollm2-135m.pt"
+    assert ckpt.resolve("smollm2-135m-pos20") == ckpt.SHIPPED / "smollm2-135m-pos20.pt"
     with pytest.raises(EncoderError, match="no default encoder is shipped for model"):
         ckpt.resolve("default", model="gemma3-270m")
+
+
+@pytest.mark.parametrize("pt", sorted(ckpt.SHIPPED.glob("*.pt")), ids=lambda p: p.stem)
+def test_every_shipped_encoder_has_a_model_card_naming_its_bytes(pt):
+    """A card that names another file's sha256 describes weights that are not these."""
+    import hashlib
+    card = pt.with_suffix(".md")
+    assert card.is_file(), f"{pt.name} ships without a model card"
+    text = card.read_text()
+    assert f"`{pt.relative_to(ROOT)}`" in text.splitlines()[0]
+    assert hashlib.sha256(pt.read_bytes()).hexdigest() in text
+    assert "command" in text and "held-out" in text
