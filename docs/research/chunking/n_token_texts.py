@@ -24,8 +24,8 @@ def windows(tokenize, detok, text: str, n: int, count: int) -> list[str]:
 
 def main(n: int, count: int, path: str) -> None:
     lm = load_model("smollm2-135m", device="cpu", verbose=False)
-    text = " ".join(open("configs/eval/paragraphs.txt").read().split("\n"))
-    got = windows(lm.tokenize, lm.tokenizer.decode, " ".join(text.split()), n, count)
+    text = " ".join(open("configs/eval/paragraphs.txt").read().split())
+    got = windows(lm.tokenize, lm.detokenize, text, n, count)
     if len(got) < count:
         sys.exit(f"only {len(got)} windows of {n} tokens round-trip")
     with open(path, "w") as f:

@@ -19,20 +19,19 @@ import sys
 
 import torch
 
+from data_gen.stream import StreamConfig
 from encoder import checkpoint as ckpt
 from encoder.config import DataConfig
-from data_gen.stream import StreamConfig
 from encoder.data import corpus_examples, held_out
 from proto.io import atomic_write_bytes
-from proto.models import load_model
 
 
-def features(lm, state: dict, token_lists: list[list[int]]) -> torch.Tensor:
-    """[n, N * d]: each text's whitened embeddings, stacked by position."""
-    ids = torch.tensor(token_lists)
+def features(enc, token_lists: list[list[int]]) -> torch.Tensor:
+    """[n, N * d]: the encoder's own per-position inputs (its body: whitened embeddings),
+    stacked by position; the maps read exactly these."""
+    ids = torch.tensor(token_lists, device=enc.lm.device)
     with torch.no_grad():
-        x = lm.embed(ids.to(lm.device)).float().cpu()
-    h = (x - state["body.w_mean"]) @ state["body.w_root"]
+        h = enc.body({"ids": ids, "mask": torch.ones_like(ids)}).float().cpu()
     return h.reshape(len(token_lists), -1)
 
 
@@ -45,21 +44,20 @@ def ridge_maps(h: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 def main(corpus: str, template: str, out: str, alpha: float = 0.1) -> None:
-    blob = ckpt.read(template)
+    enc, _, _, blob = ckpt.load(template, device="cpu")
     cfg = blob["config"]
-    n = max(blob["lengths"])
-    split = DataConfig(stream=StreamConfig(prose=1.0), heldout_percent=cfg["data"]["heldout_percent"],
-                       seed=cfg["data"]["seed"])
+    n, d = max(blob["lengths"]), blob["d_model"]
+    split = DataConfig(stream=StreamConfig(prose=1.0),
+                       heldout_percent=cfg["data"]["heldout_percent"], seed=cfg["data"]["seed"])
     xs = [x for x in corpus_examples(corpus)
           if x.targets is not None and x.n == n and not held_out(x, split)]
     if not xs:
         sys.exit(f"error: {corpus} has no solved training texts of {n} tokens")
-    lm = load_model(blob["llm"]["name"], device="cpu", verbose=False)
     state = blob["state"]
-    h = features(lm, state, [x.token_ids for x in xs])
+    h = features(enc, [x.token_ids for x in xs])
     y = torch.stack([torch.from_numpy(x.targets[0]) for x in xs]) - state["offset"]
-    a = ridge_maps(h, y, alpha).reshape(n, lm.d_model, lm.d_model)
-    fit = ((h @ a.reshape(n * lm.d_model, -1) - y).pow(2).sum() / y.pow(2).sum()).item()
+    a = ridge_maps(h, y, alpha).reshape(n, d, d)
+    fit = ((h @ a.reshape(n * d, -1) - y).pow(2).sum() / y.pow(2).sum()).item()
     state["pmap.A"] = torch.zeros_like(state["pmap.A"])
     state["pmap.A"][:n] = a
     blob.pop("path", None)
