@@ -14,11 +14,12 @@ the file like a fitted one.
 refine_steps=K runs K decode-loss steps on each encoded e (Adam at refine_lr, constant, no
 noise, m frozen at the encoder's m); a text that decodes exactly stops early. The decoder runs
 in the precision the encoder was trained in unless dtype= says otherwise. Texts of lengths the
-encoder was not trained on are encoded too and reported as such (with chunk=0; a text
-longer than the encoder's maximum is then refused). Each text is printed as its e decodes in one pass (after
-refinement, if any) beside its accuracy, each run of wrong tokens as [decoded→wanted]; the
-default encoder's e for a demo text after refine_steps=10 prints as
-`0.429  A[ child child child→ small dog followed] the[ all→ children] all ...`.
+encoder was not trained on are encoded too and reported as such (with chunk=0; a text longer
+than the encoder's maximum is then refused). Each text is printed as its e's decode in one
+pass (after refinement, if any) beside its accuracy, each run of wrong tokens as
+[decoded→wanted]; the default encoder's e's for a demo text, chunks of 6, print as
+`0.571  A[ child child child child child→ small dog followed the children] all the way ...`
+(after refine_steps=10 all three demo texts decode exactly).
 
 chunk=C splits each text's tokens into chunks of C (the last may be shorter), one e each:
 every chunk of every text is encoded in ONE encoder call and decoded in one forward pass,
