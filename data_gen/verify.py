@@ -37,6 +37,7 @@ from proto.arrangement import Arrangement
 from proto.decode import hits, one_pass
 from proto.models import ModelLoadError, load_model
 from proto.tracking import run as mlflow_run
+from proto.solution import spans_tile
 
 from . import corpus as K
 
@@ -108,10 +109,9 @@ def sample_rows(rows: list[dict], sample: int, seed: int, chunked: bool) -> list
 def tiled(chunks: dict[int, dict]) -> bool:
     """Do a text's chunks (one decoded row each, by chunk index) cover its tokens in order?"""
     rows = [chunks[k] for k in sorted(chunks)]
-    ends = [0] + [r["span"][1] for r in rows]
-    return (sorted(chunks) == list(range(len(rows))) and ends[-1] == rows[0]["parent_n_tokens"]
-            and all(r["span"][0] == a and r["span"][1] - a == r["n_tokens"]
-                    for r, a in zip(rows, ends)))
+    return (sorted(chunks) == list(range(len(rows)))
+            and spans_tile([r["span"] for r in rows], [r["n_tokens"] for r in rows],
+                           rows[0]["parent_n_tokens"]))
 
 
 def whole_texts(out: list[dict]) -> dict:

@@ -104,6 +104,14 @@ def text_rows(meta: dict) -> list[list[int]]:
     return by_text(meta["rows"], len(meta["texts"]))
 
 
+def spans_tile(spans: list, widths: list[int], n: int) -> bool:
+    """Do spans [start, end), in order, cover tokens 0..n with no gap or overlap, each as wide
+    as its row's tokens? (Solution files and chunked corpus rows rebuild texts by this rule.)"""
+    ends = [0] + [s[1] for s in spans]
+    return (bool(spans) and ends[-1] == n
+            and all(s[0] == a and s[1] - s[0] == w for s, a, w in zip(spans, ends, widths)))
+
+
 def check_chunks(p: Path, meta: dict) -> None:
     """A chunked file's rows must tile each of its texts exactly, or a rebuilt text would
     silently lose or repeat tokens."""
@@ -117,6 +125,6 @@ def check_chunks(p: Path, meta: dict) -> None:
     for t, ix in enumerate(text_rows(meta)):
         got = [tok for i in ix for tok in rows[i]["token_ids"]]
         spans = [rows[i]["span"] for i in ix]
-        ends = [0] + [s[1] for s in spans[:-1]]
-        if got != texts[t]["token_ids"] or [s[0] for s in spans] != ends:
+        widths = [len(rows[i]["token_ids"]) for i in ix]
+        if got != texts[t]["token_ids"] or not spans_tile(spans, widths, len(got)):
             raise SolutionError(f"{p}: the chunks of text {t} do not tile its tokens")

@@ -105,6 +105,25 @@ def test_chunks_that_do_not_tile_their_text_are_refused(chunked, tmp_path):
         solution.load(bad)
 
 
+def test_a_span_whose_width_is_not_its_rows_is_refused(chunked, tmp_path):
+    # the tokens still tile the text; only the last span claims a token past its end
+    e, m, meta = solution.load(chunked)
+    a, b = meta["rows"][-1]["span"]
+    meta["rows"][-1]["span"] = [a, b + 1]
+    bad = solution.save(tmp_path / "bad.safetensors", e, m, {
+        k: v for k, v in meta.items() if k != "format"})
+    with pytest.raises(solution.SolutionError, match="do not tile"):
+        solution.load(bad)
+
+
+def test_spans_tile():
+    assert solution.spans_tile([(0, 4), (4, 8), (8, 11)], [4, 4, 3], 11)
+    assert not solution.spans_tile([(0, 4), (4, 8)], [4, 4], 11)        # stops short
+    assert not solution.spans_tile([(0, 4), (5, 8)], [4, 3], 8)         # a gap
+    assert not solution.spans_tile([(0, 4), (4, 8)], [4, 3], 8)         # width != row
+    assert not solution.spans_tile([], [], 0)
+
+
 def test_chunk_spans():
     assert solution.chunk_spans(11, 4) == [(0, 4), (4, 8), (8, 11)]
     assert solution.chunk_spans(8, 4) == [(0, 4), (4, 8)]
