@@ -166,6 +166,11 @@ class TrainConfig:
     unroll_steps: int = 0
     unroll_lr: float = 0.05
     unroll_weight: float = 1.0
+    # noise on e: the decode loss is taken at e + N(0, e_noise^2) per coordinate (training
+    # steps only), so the encoder learns an e whose neighbourhood decodes too, a start that
+    # tolerates refinement's first moves (SmolLM2's encoder e's lie ~4 per coordinate from
+    # the solutions they refine into); 0 = off
+    e_noise: float = 0.0
     stop_after: int = 0              # end this process after this step (a planned stop: tests,
     #                                  time-boxed runs); rerunning the command resumes
     resume: bool = True              # pick up the checkpoint in `out` if its config matches
@@ -187,6 +192,8 @@ class TrainConfig:
             raise ValueError("max_minutes must be >= 0 (0 = no time box)")
         if self.unroll_steps < 0 or self.unroll_lr <= 0 or self.unroll_weight < 0:
             raise ValueError("unroll_steps >= 0, unroll_lr > 0 and unroll_weight >= 0")
+        if self.e_noise < 0:
+            raise ValueError("e_noise must be >= 0 (0 = no noise on e)")
 
 
 @dataclasses.dataclass

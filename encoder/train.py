@@ -37,6 +37,7 @@ to FILE with --summary FILE): under a launcher, the launcher's own lines follow 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import math
@@ -273,12 +274,22 @@ def micro_loss(engine, setup, cfg: EncoderConfig, examples, inputs: dict | None 
         return _decoder_loss(enc, setup, cfg, examples, e)
 
 
+def noise_on_e(cfg: EncoderConfig, examples, e: torch.Tensor) -> torch.Tensor:
+    """train.e_noise's Gaussian noise for a micro-batch, a function of the seed and the texts
+    (so a resumed or relaunched run draws the same noise; ranks and devices too)."""
+    key = hashlib.sha256(f"{cfg.seed}|noise|{[x.text_id for x in examples]}".encode())
+    gen = torch.Generator().manual_seed(int.from_bytes(key.digest()[:8], "little"))
+    z = torch.randn(e.shape, generator=gen, dtype=torch.float32)
+    return (cfg.train.e_noise * z).to(e.device, e.dtype)
+
+
 def _decoder_loss(enc, setup, cfg: EncoderConfig, examples, e) -> tuple[torch.Tensor, dict]:
     m = enc.m if enc.m is not None else setup.m
     parts, loss = {}, e.new_zeros(())
     if cfg.loss.kind in ("decode", "mix"):
+        e_dec = e + noise_on_e(cfg, examples, e) if cfg.train.e_noise and enc.training else e
         with enc.decoding():
-            dec, acc = setup.decoder.loss(e, m, [x.token_ids for x in examples],
+            dec, acc = setup.decoder.loss(e_dec, m, [x.token_ids for x in examples],
                                           cfg.loss.focal_gamma)
         w = cfg.loss.decode_weight if cfg.loss.kind == "mix" else 1.0
         loss = loss + w * dec

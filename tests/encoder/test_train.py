@@ -214,3 +214,30 @@ def test_tiny_positional_recipe_gives_its_pinned_losses(tiny, tmp_path, prefetch
     s = Trainer(cfg, lm=tiny, log=lambda s: None).run()
     assert s["finished"] and s["steps"] == len(TINY_POSITIONAL_LOSSES)
     assert _losses(tmp_path) == pytest.approx(TINY_POSITIONAL_LOSSES, rel=1e-4)
+
+
+def test_noise_on_e_changes_the_training_loss_and_replays_on_resume(train_tiny, tmp_path):
+    plain = _losses(train_tiny(out=tmp_path / "plain")[1].cfg.out)
+    noisy = _losses(train_tiny("train.e_noise=0.5", out=tmp_path / "noisy")[1].cfg.out)
+    assert noisy[0] != plain[0]             # the very first step already sees the noise
+    # the noise is a function of the seed and the texts, so a resumed run draws it again
+    train_tiny("train.e_noise=0.5", "train.stop_after=3", out=tmp_path / "resumed")
+    _, t = train_tiny("train.e_noise=0.5", out=tmp_path / "resumed")
+    assert _losses(t.cfg.out) == pytest.approx(noisy, rel=1e-5)
+
+
+def test_noise_on_e_is_drawn_per_batch_of_texts():
+    from types import SimpleNamespace as NS
+
+    from encoder.config import EncoderConfig
+    from encoder.train import noise_on_e
+    from proto import config as C
+    base = {"m": "start", "data": {"stream": {"tokens": 1.0}}}
+    cfg = C.from_dict(EncoderConfig, base | {"train": {"e_noise": 2.0}})
+    e = torch.zeros(3, 16)
+    a, b = [NS(text_id=f"t{i}") for i in range(3)], [NS(text_id=f"u{i}") for i in range(3)]
+    assert torch.equal(noise_on_e(cfg, a, e), noise_on_e(cfg, a, e))
+    assert not torch.equal(noise_on_e(cfg, a, e), noise_on_e(cfg, b, e))
+    assert noise_on_e(cfg, a, torch.zeros(3, 4096)).std().item() == pytest.approx(2.0, rel=0.05)
+    with pytest.raises(ValueError, match="e_noise"):
+        C.from_dict(EncoderConfig, base | {"train": {"e_noise": -1.0}})
