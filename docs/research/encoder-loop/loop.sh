@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Issue #36 items 3 and 5 at the shipped encoder's scale: three continuations of the shipped
+# chunk encoder (`--checkpoint default`), each configs/encoder/positional-chunk6.yaml from its
+# weights at a continuation's lr (2e-4 body / 6e-4 head, 20 warm-up steps, cosine to 0.1x):
+#   unroll  semi-amortised: + the decode loss after 1 refinement step at the refinement lr
+#           (train.unroll_steps=1 train.unroll_lr=1.0), 2,000 steps x 6 texts
+#   plain   the decode loss alone, time-boxed to unroll's training seconds (the control)
+#   self    the loop: a corpus built from the encoder's own e's (c1: 511 Britannica windows of
+#           6 tokens, data_gen.build init_from=default), a quarter of each batch from it with
+#           a regression term to its solutions (loss.kind=mix, weight 0.01, which makes the
+#           term ~0.2 against a decode loss of ~0.8 at the start), time-boxed the same
+# then the refinement curve of each (and of the shipped encoder) on the held-out sets of
+# docs/research/encoder-starts/curves, and eval.bench_corpus from each on its 64 unseen texts.
+# JSON lines to loop.jsonl beside this file; a rerun skips the steps done. ~100 min on one core.
+#   bash docs/research/encoder-loop/loop.sh
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+here=docs/research/encoder-loop
+O=${OUT:-outputs/encoder-loop}
+py=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=1
+mkdir -p $O
+tag() { $py scripts/tag_json.py "$@" >> $here/loop.jsonl; }
+[ -f $O/c1/build.json ] && [ -f $O/c1.done ] || {
+  $py -m data_gen.build --config configs/data_gen/speedup.yaml out=$O/c1 init_from=default \
+      tail_restarts=0 "sources=[{name: britannica, count: 512, lengths: [6]}]" seed=2 \
+      threads=1 mlflow=false 2>/dev/null | tail -n 1 | tag arm=c1-from-default
+  touch $O/c1.done
+}
+common=(--config configs/encoder/positional-chunk6.yaml init_from=default train.lr=2.0e-4
+        train.head_lr=6.0e-4 train.warmup_steps=20 threads=1)
+run() {  # name, overrides...
+  local name=$1; shift
+  [ -f $O/$name/summary.json ] && grep -q '"finished": true' $O/$name/summary.json ||
+    $py -m encoder.train "${common[@]}" out=$O/$name "$@" 2>/dev/null | tail -n 1 |
+      tag arm=$name
+}
+run unroll train.steps=2000 train.global_batch=6 train.micro_batch=6 train.unroll_steps=1 \
+    train.unroll_lr=1.0 train.eval_every=2000 train.save_every=250
+box=$($py -c "import json, sys; print(round(json.load(open(sys.argv[1]))['seconds'] / 60, 2))" \
+      $O/unroll/summary.json)
+run plain train.steps=100000 train.max_minutes=$box train.eval_every=100000 train.save_every=250
+run self train.steps=100000 train.max_minutes=$box train.eval_every=100000 train.save_every=250 \
+    loss.kind=mix loss.regress_weight=0.01 data.corpus=$O/c1 data.raw_fraction=0.75
+head -n 32 configs/eval/sentences.txt > $O/sentences32.txt
+curve() {  # name, checkpoint
+  [ -f $O/curve-c6-$1/results.json ] && return
+  $py -m encoder.evaluate --checkpoint $2 texts=stream "stream_kinds=[prose]" "lengths=[8]" \
+      limit=64 curve=true curve_texts=64 "curve_steps=[0,1,2,5,10,20]" mlflow=false \
+      out=$O/curve-n8-$1 2>/dev/null | tail -n 1 | tag arm=$1 set=n8
+  $py -m encoder.evaluate --checkpoint $2 texts=file --texts-file $O/sentences32.txt \
+      chunk=auto curve=true curve_texts=32 "curve_steps=[0,1,2,5,10,20]" mlflow=false \
+      out=$O/curve-c6-$1 2>/dev/null | tail -n 1 | tag arm=$1 set=sentences32-c6
+}
+curve default default
+for a in unroll plain self; do curve $a $O/$a; done
+[ -f $O/bench/results.json ] ||
+$py -m eval.bench_corpus threads=1 mlflow=false out=$O/bench "arms=[{name: start, tail_restarts: 0},
+    {name: default, init_from: default, tail_restarts: 0},
+    {name: unroll, init_from: $O/unroll, tail_restarts: 0},
+    {name: plain, init_from: $O/plain, tail_restarts: 0},
+    {name: self, init_from: $O/self, tail_restarts: 0}]" 2>/dev/null | tail -n 1 | tag arm=bench
+# the loop's second corpus: the same 511 windows as c1, built from the continuation trained on
+# the stream alone (plain: neither the regression term nor the unrolled loss beat it above)
+[ -f $O/c2.done ] || {
+  $py -m data_gen.build --config configs/data_gen/speedup.yaml out=$O/c2 init_from=$O/plain \
+      tail_restarts=0 "sources=[{name: britannica, count: 512, lengths: [6]}]" seed=2 \
+      threads=1 mlflow=false 2>/dev/null | tail -n 1 | tag arm=c2-from-plain
+  touch $O/c2.done
+}
