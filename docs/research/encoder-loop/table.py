@@ -1,7 +1,7 @@
 """The tables of docs/research/encoder-loop/README.md from loop.jsonl (curves, training summaries)
 and a bench_corpus results.json.
 
-  python docs/research/encoder-loop/table.py docs/research/encoder-loop/loop.jsonl \
+  python docs/research/encoder-loop/table.py docs/research/encoder-loop/loop.jsonl \\
       docs/research/encoder-loop/bench-results.json
 """
 import json
