@@ -36,8 +36,8 @@ from proto import config as C
 from proto.arrangement import Arrangement
 from proto.decode import hits, one_pass
 from proto.models import ModelLoadError, load_model
-from proto.tracking import run as mlflow_run
 from proto.solution import spans_tile
+from proto.tracking import run as mlflow_run
 
 from . import corpus as K
 

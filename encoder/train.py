@@ -37,7 +37,6 @@ to FILE with --summary FILE): under a launcher, the launcher's own lines follow 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
 import math
@@ -53,6 +52,7 @@ import torch
 import torch.distributed as dist
 
 from proto import config as C, config as PC
+from proto.fit import row_seed
 from proto.io import atomic_write_bytes, atomic_write_json
 from proto.progress import bar
 from proto.tracking import free_port, run as mlflow_run
@@ -277,8 +277,8 @@ def micro_loss(engine, setup, cfg: EncoderConfig, examples, inputs: dict | None 
 def noise_on_e(cfg: EncoderConfig, examples, e: torch.Tensor) -> torch.Tensor:
     """train.e_noise's Gaussian noise for a micro-batch, a function of the seed and the texts
     (so a resumed or relaunched run draws the same noise; ranks and devices too)."""
-    key = hashlib.sha256(f"{cfg.seed}|noise|{[x.text_id for x in examples]}".encode())
-    gen = torch.Generator().manual_seed(int.from_bytes(key.digest()[:8], "little"))
+    key = "|".join(x.text_id for x in examples)
+    gen = torch.Generator().manual_seed(row_seed(cfg.seed, key, 0, "e_noise"))
     z = torch.randn(e.shape, generator=gen, dtype=torch.float32)
     return (cfg.train.e_noise * z).to(e.device, e.dtype)
 
