@@ -18,7 +18,7 @@ encoder was not trained on are encoded too and reported as such (with chunk=0; a
 than the encoder's maximum is then refused). Each text is printed as its e's decode in one
 pass (after refinement, if any) beside its accuracy, each run of wrong tokens as
 [decoded→wanted]; the default encoder's e's for a demo text, chunks of 6, print as
-`0.571  A[ child child child child child→ small dog followed the children] all the way ...`
+`0.643  A[ child child child child child→ small dog followed the children] all the way ...`
 (after refine_steps=10 all three demo texts decode exactly).
 
 chunk=C splits each text's tokens into chunks of C (the last may be shorter), one e each:
@@ -30,8 +30,8 @@ checkpoint's stored chunk length, else the longest length it trained on (capped 
 positions): the default, so no text is encoded past the lengths its encoder learned; a C
 above the encoder's maximum is refused; chunk=0 is one e per text. The shipped default is
 trained at its chunks' lengths (3 and 6 tokens), so chunk=auto is 6: on held-out
-15-20-token sentences 0.60 of the tokens alone and all of them with refine_steps=10, against
-0.27 as one e per text (docs/research/positional-encoder, the chunk encoder).
+15-20-token sentences 0.62 of the tokens alone and all of them with refine_steps=10, against
+0.27 as one e per text (docs/research/positional-encoder, the default after two more turns).
 
 The last stdout line is JSON: texts, accuracy_mean (mean over texts), token_accuracy (over all
 tokens), exact_match (after refinement when refine_steps > 0, with the encoded_ ones beside

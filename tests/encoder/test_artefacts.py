@@ -64,6 +64,7 @@ def test_fit_init_from_and_encode_start_from_the_same_e(positional, trained, fla
 def test_default_is_the_encoder_shipped_for_the_model():
     assert ckpt.resolve("default") == ckpt.SHIPPED / "smollm2-135m.pt"
     assert ckpt.resolve("smollm2-135m-pos20") == ckpt.SHIPPED / "smollm2-135m-pos20.pt"
+    assert ckpt.resolve("smollm2-135m-chunk6") == ckpt.SHIPPED / "smollm2-135m-chunk6.pt"
     with pytest.raises(EncoderError, match="no default encoder is shipped for model"):
         ckpt.resolve("default", model="gemma3-270m")
 
