@@ -77,7 +77,7 @@ PROBE = 5
 
 # config fields added after runs were written, with the value that does what those runs did:
 # a run without them in its run.json resumes as before
-ADDED = {"train.max_minutes": 0.0}
+ADDED = {"train.max_minutes": 0.0, "train.e_noise": 0.0}
 
 
 class NaNLoss(RuntimeError):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from encoder.config import EncoderConfig
-from encoder.train import Cosine, Trainer
+from encoder.train import ADDED, Cosine, Trainer
 from proto import config as C
 
 from .conftest import ROOT
@@ -78,12 +78,15 @@ def test_a_resumed_box_goes_on_from_the_time_it_had_spent(tiny, tmp_path):
     assert _lrs(tmp_path / "resumed")[-1] == pytest.approx(1e-2 * 0.1)
 
 
-def test_a_run_written_before_the_box_existed_resumes(tiny, tmp_path):
+# keys added to the config after runs had been written (encoder.train.ADDED must hold each)
+@pytest.mark.parametrize("key", sorted({"train.max_minutes", "train.e_noise"} | set(ADDED)))
+def test_a_run_written_before_a_key_existed_resumes(tiny, tmp_path, key):
+    """(make demo's encoders, say, written before train.e_noise existed)"""
     out = tmp_path / "old"
     first, _ = run(tiny, out, lambda step: 5.0, "train.max_minutes=0", "train.steps=3",
                    "train.stop_after=2")
     info = json.loads((out / "run.json").read_text())
-    del info["content"]["train.max_minutes"]
+    del info["content"][key]
     (out / "run.json").write_text(json.dumps(info))
     second, _ = run(tiny, out, lambda step: 5.0, "train.max_minutes=0", "train.steps=3")
     assert (first["steps"], second["steps"]) == (2, 3) and second["finished"]
