@@ -18,6 +18,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from data_gen.corpus import read_table  # noqa: E402
+from eval.bench_corpus import table as bench_table  # noqa: E402
 from proto.tracking import run as mlflow_run  # noqa: E402
 
 # (turn, encoder arm, the corpus built from it): the loop's main line trains on the stream,
@@ -55,17 +56,6 @@ def training(rows: list[dict]) -> list[str]:
             texts = (r["steps"] * yaml.safe_load(cfg.read_text())["train"]["global_batch"]
                      if cfg.exists() else "")
             out.append(f"| {r['arm']} | {r['steps']} | {texts} | {r['seconds']:.0f} |")
-    return out
-
-
-def bench(path: str) -> list[str]:
-    d = json.load(open(path))
-    out = ["| start | solved | seconds | texts/h | vs e0 | median steps | steps, all texts | "
-           "vs e0 |", "|---|---|---|---|---|---|---|---|"]
-    for a in d["arms"]:
-        out.append(f"| {a['arm']} | {a['solved']}/{a['texts']} | {a['seconds']:.0f} | "
-                   f"{a['texts_per_hour']:.0f} | x{a['speedup_texts_per_hour']:.2f} | "
-                   f"{a['steps_median']} | {a['steps_total']} | x{a['speedup_steps']:.2f} |")
     return out
 
 
@@ -153,7 +143,7 @@ def main() -> None:
                   loop_table(recs)):
         print("\n".join(block) + "\n")
     for b in a.bench:
-        print("\n".join(bench(b)) + "\n")
+        print(bench_table(json.load(open(b))) + "\n")
     if a.plot:
         plot(recs, a.plot)
 
