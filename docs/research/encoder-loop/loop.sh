@@ -23,19 +23,23 @@ py=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1
 mkdir -p $O
 tag() { $py scripts/tag_json.py "$@" >> $here/loop.jsonl; }
-[ -f $O/c1/build.json ] && [ -f $O/c1.done ] || {
-  $py -m data_gen.build --config configs/data_gen/speedup.yaml out=$O/c1 init_from=smollm2-135m-chunk6 \
+corpus() {  # name, encoder, tags, overrides...: the same 511 Britannica windows from its e's
+  local name=$1 enc=$2 tags=$3; shift 3
+  [ -f $O/$name.done ] && return
+  $py -m data_gen.build --config configs/data_gen/speedup.yaml out=$O/$name init_from=$enc \
       tail_restarts=0 "sources=[{name: britannica, count: 512, lengths: [6]}]" seed=2 \
-      threads=1 mlflow=false 2>/dev/null | tail -n 1 | tag arm=c1-from-default
-  touch $O/c1.done
+      threads=1 "$@" 2>/dev/null | tail -n 1 | tag $tags
+  touch $O/$name.done
 }
-common=(--config configs/encoder/positional-chunk6.yaml init_from=smollm2-135m-chunk6 train.lr=2.0e-4
-        train.head_lr=6.0e-4 train.warmup_steps=20 threads=1)
+corpus c1 smollm2-135m-chunk6 arm=c1-from-default mlflow=false
+# each arm continues `from` at a continuation's lr; `turn` tags its JSON line (none: turn 1)
+from=smollm2-135m-chunk6 turn=()
 run() {  # name, overrides...
   local name=$1; shift
   [ -f $O/$name/summary.json ] && grep -q '"finished": true' $O/$name/summary.json ||
-    $py -m encoder.train "${common[@]}" out=$O/$name "$@" 2>/dev/null | tail -n 1 |
-      tag arm=$name
+    $py -m encoder.train --config configs/encoder/positional-chunk6.yaml init_from=$from \
+        train.lr=2.0e-4 train.head_lr=6.0e-4 train.warmup_steps=20 threads=1 out=$O/$name \
+        "$@" 2>/dev/null | tail -n 1 | tag arm=$name "${turn[@]}"
 }
 run unroll train.steps=2000 train.global_batch=6 train.micro_batch=6 train.unroll_steps=1 \
     train.unroll_lr=1.0 train.eval_every=2000 train.save_every=250
@@ -64,12 +68,7 @@ $py -m eval.bench_corpus threads=1 mlflow=false out=$O/bench "arms=[{name: start
     {name: self, init_from: $O/self, tail_restarts: 0}]" 2>/dev/null | tail -n 1 | tag arm=bench
 # the loop's second corpus: the same 511 windows as c1, built from the continuation trained on
 # the stream alone (plain: neither the regression term nor the unrolled loss beat it above)
-[ -f $O/c2.done ] || {
-  $py -m data_gen.build --config configs/data_gen/speedup.yaml out=$O/c2 init_from=$O/plain \
-      tail_restarts=0 "sources=[{name: britannica, count: 512, lengths: [6]}]" seed=2 \
-      threads=1 mlflow=false 2>/dev/null | tail -n 1 | tag arm=c2-from-plain
-  touch $O/c2.done
-}
+corpus c2 $O/plain arm=c2-from-plain mlflow=false
 # The loop's second turn, logged to MLflow (experiments encoder, data_gen, eval): two more
 # continuations of `plain` for the same wall time, then their curves, one bench beside `plain`
 # and the shipped default, and the third corpus (c3) from each on the same 511 windows:
@@ -77,16 +76,9 @@ $py -m eval.bench_corpus threads=1 mlflow=false out=$O/bench "arms=[{name: start
 #   noise2  the same with noise on e (train.e_noise=4, item 3's cheaper variant; std 4 per
 #           coordinate costs the shipped encoder 0.02 of accuracy, so the start it learns must
 #           decode in a neighbourhood of that size)
-common=(--config configs/encoder/positional-chunk6.yaml init_from=$O/plain train.lr=2.0e-4
-        train.head_lr=6.0e-4 train.warmup_steps=20 threads=1)
-run2() {  # name, overrides...
-  local name=$1; shift
-  [ -f $O/$name/summary.json ] && grep -q '"finished": true' $O/$name/summary.json ||
-    $py -m encoder.train "${common[@]}" out=$O/$name "$@" 2>/dev/null | tail -n 1 |
-      tag arm=$name turn=2
-}
-run2 plain2 train.steps=100000 train.max_minutes=$box train.eval_every=100000 train.save_every=250
-run2 noise2 train.steps=100000 train.max_minutes=$box train.eval_every=100000 train.save_every=250 \
+from=$O/plain turn=(turn=2)
+run plain2 train.steps=100000 train.max_minutes=$box train.eval_every=100000 train.save_every=250
+run noise2 train.steps=100000 train.max_minutes=$box train.eval_every=100000 train.save_every=250 \
     train.e_noise=4.0
 for a in plain2 noise2; do curve $a $O/$a; done
 [ -f $O/bench2/results.json ] ||
@@ -96,10 +88,4 @@ $py -m eval.bench_corpus threads=1 out=$O/bench2 "arms=[{name: start, tail_resta
     {name: plain2, init_from: $O/plain2, tail_restarts: 0},
     {name: noise2, init_from: $O/noise2, tail_restarts: 0}]" 2>/dev/null | tail -n 1 |
     tag arm=bench2 turn=2
-for a in plain2 noise2; do
-  [ -f $O/c3-$a.done ] && continue
-  $py -m data_gen.build --config configs/data_gen/speedup.yaml out=$O/c3-$a init_from=$O/$a \
-      tail_restarts=0 "sources=[{name: britannica, count: 512, lengths: [6]}]" seed=2 \
-      threads=1 2>/dev/null | tail -n 1 | tag arm=c3-from-$a turn=3
-  touch $O/c3-$a.done
-done
+for a in plain2 noise2; do corpus c3-$a $O/$a "arm=c3-from-$a turn=3"; done
